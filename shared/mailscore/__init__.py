@@ -1,0 +1,1 @@
+"""mailscore: score email for threats on Pub/Sub, Bigtable and XGBoost."""

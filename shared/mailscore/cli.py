@@ -1,0 +1,242 @@
+"""`mailscore`: score, publish, train, load profiles, tail verdicts, run locally.
+
+Exit codes: 0 success; 1 some inputs were rejected (each with its reason);
+2 usage or configuration error (missing model, no emulator configured);
+3 a dependency failed; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from mailscore.errors import ConfigError, EmulatorNotInstalled, InvalidMessage, MailscoreError, ModelError, TransientError
+from mailscore.settings import Settings
+
+EXIT_OK, EXIT_REJECTED, EXIT_USAGE, EXIT_DEPENDENCY, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+def _require_emulator(var: str, allow_cloud: bool) -> None:
+    """Refuse to talk to real Google Cloud unless asked to, so nothing leaves by default."""
+    if not os.environ.get(var) and not allow_cloud:
+        raise ConfigError(
+            f"{var} is not set: point it at a local emulator (e.g. {var}=127.0.0.1:8085), "
+            "or pass --cloud to use the real service with your default credentials"
+        )
+
+
+def cmd_score(args: argparse.Namespace, settings: Settings) -> int:
+    from mailscore import envelope
+    from mailscore.model import load_model
+    from mailscore.scoring import Scorer
+    from mailscore.training import find_emails
+
+    model = load_model(args.model_dir or settings.model_dir)
+    lookup = None
+    if args.history:
+        _require_emulator("BIGTABLE_EMULATOR_HOST", args.cloud)
+        from mailscore.profiles import ProfileStore
+
+        lookup = ProfileStore(settings).get
+    scorer = Scorer(settings, model, lookup)
+    rejected = 0
+    paths: list[Path] = []
+    for raw in args.files:
+        path = Path(raw)
+        paths.extend(find_emails([path]) if path.is_dir() else [path])
+    for path in paths:
+        record: dict = {"file": str(path)}
+        try:
+            data = path.read_bytes()
+            tenant, message_id = args.tenant, path.name
+            if path.suffix.lower() == ".json":
+                # A saved Pub/Sub push envelope: decode it as the function would.
+                try:
+                    payload = json.loads(data)
+                except ValueError:
+                    raise InvalidMessage("envelope_invalid", "the .json file is not JSON") from None
+                message = envelope.from_push_message(payload.get("message") if isinstance(payload, dict) else None)
+                envelope.require_tenant(message)
+                data, tenant, message_id = message.data, message.tenant, message.message_id
+            record.update(scorer.score(data, tenant=tenant, message_id=message_id))
+        except OSError as exc:
+            rejected += 1
+            record.update(error="unreadable", detail=exc.strerror or type(exc).__name__)
+        except InvalidMessage as exc:
+            rejected += 1
+            record.update(error=exc.reason, stage=exc.stage, detail=exc.detail)
+        print(json.dumps(record, separators=(",", ":")), flush=True)
+    return EXIT_REJECTED if rejected else EXIT_OK
+
+
+def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
+    from mailscore.training import train
+
+    card = train(args.paths, args.out or settings.model_dir, settings)
+    print(json.dumps({k: card[k] for k in ("model_version", "training_data", "holdout")}, indent=2))
+    return EXIT_OK
+
+
+def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
+    from google.cloud import pubsub_v1
+    from tqdm import tqdm
+
+    from mailscore.topology import topic_path
+    from mailscore.training import find_emails
+
+    _require_emulator("PUBSUB_EMULATOR_HOST", args.cloud)
+    files = find_emails(args.paths)
+    publisher = pubsub_v1.PublisherClient()
+    topic = topic_path(settings, args.topic or settings.inbound_topic)
+    futures = []
+    for path in tqdm(files, desc="publishing", unit="msg", file=sys.stderr):
+        attributes = {"tenant": args.tenant, "message_id": f"{args.prefix}{path.name}"}
+        if args.recipient:
+            attributes["recipient"] = args.recipient
+        futures.append(publisher.publish(topic, path.read_bytes() or b" ", **attributes))
+    for future in futures:
+        future.result(timeout=60)
+    print(f"published {len(files)} emails to {topic}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_load_profiles(args: argparse.Namespace, settings: Settings) -> int:
+    from mailscore import profiles
+    from mailscore.training import build_dataset
+
+    _require_emulator("BIGTABLE_EMULATOR_HOST", args.cloud)
+    profiles.ensure_table(settings)
+    data = build_dataset(args.paths, settings, args.tenant)
+    store = profiles.ProfileStore(settings)
+    written = store.write((t, a, p) for (t, a), p in data.profiles.items())
+    store.close()
+    print(f"wrote {written} sender profiles for tenant {args.tenant}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
+    from google.api_core import exceptions as gexc
+    from google.cloud import pubsub_v1
+
+    from mailscore.topology import subscription_path, topic_path
+
+    _require_emulator("PUBSUB_EMULATOR_HOST", args.cloud)
+    subscriber = pubsub_v1.SubscriberClient()
+    name = subscription_path(settings, f"tail-{os.getpid()}")
+    subscriber.create_subscription(request={"name": name, "topic": topic_path(settings, settings.verdict_topic)})
+    deadline = time.monotonic() + args.seconds if args.seconds else None
+    shown = 0
+    try:
+        while deadline is None or time.monotonic() < deadline:
+            try:
+                response = subscriber.pull(request={"subscription": name, "max_messages": 100}, timeout=5)
+            except gexc.DeadlineExceeded:
+                continue
+            if response.received_messages:
+                for received in response.received_messages:
+                    print(received.message.data.decode("utf-8", "replace"), flush=True)
+                    shown += 1
+                subscriber.acknowledge(request={"subscription": name, "ack_ids": [r.ack_id for r in response.received_messages]})
+            if args.count and shown >= args.count:
+                break
+    finally:
+        subscriber.delete_subscription(request={"subscription": name})
+        subscriber.close()
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from mailscore.runner import REPO_ROOT, run
+
+    history = [] if args.history == "none" else [Path(p) for p in (args.history or str(REPO_ROOT / "data" / "train")).split(",")]
+    summary = run(
+        [Path(p) for p in args.paths] or [REPO_ROOT / "data" / "train"],
+        Path(args.out),
+        history=history,
+        tenant=args.tenant,
+        settings=settings,
+        progress=not args.no_progress,
+        workers=args.workers,
+        threads=args.threads,
+    )
+    return EXIT_OK if summary["lost"] == 0 else EXIT_DEPENDENCY
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mailscore", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("score", help="score .eml files offline; one JSON verdict per line")
+    p.add_argument("files", nargs="+", help=".eml files or folders (a .json file is read as a Pub/Sub push envelope)")
+    p.add_argument("--model-dir", help="model folder (default: MAILSCORE_MODEL_DIR or models/active)")
+    p.add_argument("--tenant", default="local")
+    p.add_argument("--history", action="store_true", help="read sender history from Bigtable (BIGTABLE_EMULATOR_HOST)")
+    p.add_argument("--cloud", action="store_true", help="allow real Google Cloud endpoints")
+    p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("train", help="train the model on phish/ and ham/ folders of .eml files")
+    p.add_argument("paths", nargs="+")
+    p.add_argument("--out", help="model folder to install into (default: MAILSCORE_MODEL_DIR or models/active)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("publish", help="publish .eml files or folders to the inbound topic")
+    p.add_argument("paths", nargs="+")
+    p.add_argument("--tenant", default="local")
+    p.add_argument("--recipient")
+    p.add_argument("--prefix", default="", help="prefix for the message_id attribute (default: the file name)")
+    p.add_argument("--topic", help="topic name (default: MAILSCORE_INBOUND_TOPIC or emails)")
+    p.add_argument("--cloud", action="store_true", help="allow real Google Cloud endpoints")
+    p.set_defaults(func=cmd_publish)
+
+    p = sub.add_parser("load-profiles", help="write sender profiles replayed from .eml folders to Bigtable")
+    p.add_argument("paths", nargs="+")
+    p.add_argument("--tenant", default="local")
+    p.add_argument("--cloud", action="store_true", help="allow real Google Cloud endpoints")
+    p.set_defaults(func=cmd_load_profiles)
+
+    p = sub.add_parser("tail", help="print verdicts as they arrive")
+    p.add_argument("--seconds", type=float, default=0, help="stop after this long (default: until Ctrl-C)")
+    p.add_argument("--count", type=int, default=0, help="stop after this many verdicts")
+    p.add_argument("--cloud", action="store_true", help="allow real Google Cloud endpoints")
+    p.set_defaults(func=cmd_tail)
+
+    p = sub.add_parser("run", help="the whole pipeline on the local emulators (what `make run` calls)")
+    p.add_argument("paths", nargs="*", help=".eml files or folders (default: the shipped data/train)")
+    p.add_argument("--out", default="out")
+    p.add_argument("--history", help="comma-separated folders to load sender profiles from, or 'none' (default: data/train)")
+    p.add_argument("--tenant", default="local")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--threads", type=int, default=4)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from mailscore import logs
+
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        logs.configure(os.environ.get("MAILSCORE_LOG_LEVEL", "WARNING"))
+        return args.func(args, settings)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (ConfigError, ModelError, EmulatorNotInstalled) as exc:
+        print(f"mailscore: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except TransientError as exc:
+        print(f"mailscore: {exc}", file=sys.stderr)
+        return EXIT_DEPENDENCY
+    except MailscoreError as exc:
+        print(f"mailscore: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,123 @@
+"""The XGBoost model and its card: load, verify, warm up, predict, explain.
+
+A model directory holds ``model.ubj`` (XGBoost's binary format) and
+``model_card.json``. The card records the feature schema the model was
+trained on, the thresholds, the training data's size and held-out figures,
+and ``sha256`` of ``model.ubj``; ``model_version`` is derived from that hash,
+so two different models never share a version. ``load_model`` refuses a
+model whose hash or schema does not match this code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mailscore.errors import ModelError
+from mailscore.features import FEATURE_NAMES, SCHEMA_VERSION
+
+MODEL_FILE = "model.ubj"
+CARD_FILE = "model_card.json"
+DEFAULT_THRESHOLDS = {"suspicious": 0.5, "phishing": 0.85}
+
+
+@dataclass
+class Model:
+    booster: object  # xgboost.Booster
+    card: dict
+    version: str
+
+    @property
+    def thresholds(self) -> dict[str, float]:
+        return dict(self.card.get("thresholds", DEFAULT_THRESHOLDS))
+
+    def predict(self, rows: np.ndarray) -> np.ndarray:
+        """Probability of phishing for each row of a 2-D float32 array."""
+        return np.asarray(self.booster.inplace_predict(rows, validate_features=False), dtype=np.float64)
+
+    def contributions(self, rows: np.ndarray) -> np.ndarray:
+        """Exact tree SHAP values (log-odds), one column per feature plus the bias."""
+        import xgboost as xgb
+
+        matrix = xgb.DMatrix(rows, feature_names=list(FEATURE_NAMES), missing=np.nan)
+        return self.booster.predict(matrix, pred_contribs=True)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_model(model_dir: str | Path) -> Model:
+    """Load, verify and warm up the model in ``model_dir``; ModelError says what is wrong."""
+    import xgboost as xgb
+
+    directory = Path(model_dir)
+    card_path, model_path = directory / CARD_FILE, directory / MODEL_FILE
+    if not card_path.is_file() or not model_path.is_file():
+        raise ModelError(
+            f"no model in {directory}: expected {MODEL_FILE} and {CARD_FILE} "
+            "(train one with `mailscore train` or `make train`)"
+        )
+    try:
+        card = json.loads(card_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{card_path} is not readable JSON: {exc}") from exc
+    if card.get("schema_version") != SCHEMA_VERSION or tuple(card.get("feature_names", ())) != FEATURE_NAMES:
+        raise ModelError(
+            f"model in {directory} was built for feature schema {card.get('schema_version')!r}, "
+            f"this code computes {SCHEMA_VERSION!r}; retrain it with `make train`"
+        )
+    digest = file_sha256(model_path)
+    if digest != card.get("sha256"):
+        raise ModelError(f"{model_path} does not match the sha256 in its card; refusing to load it")
+    booster = xgb.Booster()
+    try:
+        booster.load_model(str(model_path))
+    except xgb.core.XGBoostError as exc:
+        raise ModelError(f"{model_path} is not an XGBoost model: {exc}") from exc
+    booster.set_param({"nthread": 1})
+    model = Model(booster, card, card.get("model_version") or version_of(digest))
+    model.predict(np.zeros((1, len(FEATURE_NAMES)), dtype=np.float32))  # warm up
+    return model
+
+
+def version_of(digest: str) -> str:
+    return f"xgb-{digest[:12]}"
+
+
+def auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """ROC AUC by the rank-sum formula, ties counted half; NaN with one class only."""
+    labels = np.asarray(labels, dtype=bool)
+    scores = np.asarray(scores, dtype=np.float64)
+    positives, negatives = labels.sum(), (~labels).sum()
+    if positives == 0 or negatives == 0:
+        return math.nan
+    order = np.argsort(scores, kind="mergesort")
+    ranks = np.empty(len(scores), dtype=np.float64)
+    sorted_scores = scores[order]
+    i = 0
+    while i < len(scores):
+        j = i
+        while j + 1 < len(scores) and sorted_scores[j + 1] == sorted_scores[i]:
+            j += 1
+        ranks[order[i : j + 1]] = (i + j) / 2.0 + 1.0
+        i = j + 1
+    return float((ranks[labels].sum() - positives * (positives + 1) / 2.0) / (positives * negatives))
+
+
+def precision_recall(labels: np.ndarray, flagged: np.ndarray) -> tuple[float, float]:
+    labels = np.asarray(labels, dtype=bool)
+    flagged = np.asarray(flagged, dtype=bool)
+    tp = float((labels & flagged).sum())
+    precision = tp / flagged.sum() if flagged.sum() else math.nan
+    recall = tp / labels.sum() if labels.sum() else math.nan
+    return precision, recall

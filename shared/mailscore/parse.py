@@ -1,0 +1,298 @@
+"""Defensive, bounded parsing of raw RFC 5322 bytes into what the features need.
+
+The header block is split and unfolded here, not by ``email``: every header
+value is length-capped before anything interprets it, encoded words are
+decoded by a small decoder that flags any CR/LF they smuggle in, and a
+malformed header never raises. The MIME body is then handed to the stdlib's
+``compat32`` parser, but only a bounded prefix of it, with runs of ``;``
+collapsed first (the quadratic parameter parsing of case 05), and the walk
+over parts is iterative with a part and depth limit.
+
+Every anomaly becomes a *defect* code in ``ParsedEmail.defects``: the feature
+extractor turns them into features, and none of them stops scoring. The only
+error raised is ``InvalidMessage`` for input that is not an email at all.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import codecs
+import email
+import email.errors
+import email.policy
+import quopri
+import re
+from dataclasses import dataclass, field
+
+from mailscore.errors import InvalidMessage
+from mailscore.settings import ParseLimits
+
+_HEADER_NAME = re.compile(rb"^[!-9;-~]+$")  # RFC 5322 ftext: printable, no colon
+_KNOWN_HEADERS = frozenset(
+    {
+        "from", "to", "cc", "subject", "date", "message-id", "received",
+        "return-path", "reply-to", "sender", "mime-version", "content-type",
+        "delivered-to", "x-mailer", "authentication-results", "dkim-signature",
+    }
+)
+_ENCODED_WORD = re.compile(r"=\?([^?\s]{1,64})\?([bBqQ])\?([^?\s]*)\?=")
+_SEMICOLON_RUN = re.compile(rb";[\s;]{15,}")
+_SEMICOLON_RUN_STR = re.compile(r";[\s;]{15,}")
+_CHARSET_TOKEN = re.compile(r"[A-Za-z0-9_.:+-]{1,40}")
+_MIME_HEADERS = ("content-type", "content-transfer-encoding", "mime-version", "content-disposition")
+
+
+@dataclass
+class Attachment:
+    """What the features need to know about one attachment (never its content)."""
+
+    filename: str
+    content_type: str
+    size: int
+
+
+@dataclass
+class ParsedEmail:
+    """The bounded, sanitised view of one message the feature extractor reads."""
+
+    headers: list[tuple[str, str]] = field(default_factory=list)  # (lower name, value)
+    defects: set[str] = field(default_factory=set)
+    text: str = ""
+    html: str = ""
+    attachments: list[Attachment] = field(default_factory=list)
+    mime_parts: int = 0
+    size: int = 0
+
+    def get(self, name: str) -> str | None:
+        """First value of header ``name`` (case-insensitive), or None."""
+        name = name.lower()
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+    def get_all(self, name: str) -> list[str]:
+        """Every value of header ``name``, in message order."""
+        name = name.lower()
+        return [value for key, value in self.headers if key == name]
+
+    def count(self, name: str) -> int:
+        name = name.lower()
+        return sum(1 for key, _ in self.headers if key == name)
+
+
+def parse_email(raw: bytes, limits: ParseLimits | None = None) -> ParsedEmail:
+    """Parse ``raw`` within ``limits``; raise InvalidMessage only for non-email input."""
+    limits = limits or ParseLimits()
+    if not isinstance(raw, (bytes, bytearray)):
+        raise InvalidMessage("not_bytes", f"expected bytes, got {type(raw).__name__}", stage="parse")
+    raw = bytes(raw)
+    if not raw.strip():
+        raise InvalidMessage("empty_message", "the message has no bytes", stage="parse")
+    parsed = ParsedEmail(size=len(raw))
+    if len(raw) > limits.max_message_bytes:
+        parsed.defects.add("message_truncated")
+        raw = raw[: limits.max_message_bytes]
+
+    header_block, body = _split_header_block(raw, limits, parsed.defects)
+    parsed.headers = _parse_headers(header_block, limits, parsed.defects)
+    if not any(name in _KNOWN_HEADERS for name, _ in parsed.headers):
+        raise InvalidMessage(
+            "not_an_email", "no RFC 5322 header block was found", stage="parse"
+        )
+    _parse_body(parsed, body, limits)
+    return parsed
+
+
+def _split_header_block(raw: bytes, limits: ParseLimits, defects: set[str]) -> tuple[bytes, bytes]:
+    window = raw[: limits.max_header_bytes + 4]
+    ends = [i for i in (window.find(b"\r\n\r\n"), window.find(b"\n\n")) if i >= 0]
+    if ends:
+        end = min(ends)
+        sep = 4 if raw.startswith(b"\r\n\r\n", end) else 2
+        if end > limits.max_header_bytes:
+            defects.add("header_block_truncated")
+        return raw[: min(end, limits.max_header_bytes)], raw[end + sep :]
+    if len(raw) <= limits.max_header_bytes:
+        defects.add("no_body")
+        return raw, b""
+    # No blank line within the bound: keep the bounded prefix as headers and
+    # treat the rest as unreadable rather than scanning megabytes for a blank line.
+    defects.add("header_block_truncated")
+    return raw[: limits.max_header_bytes], b""
+
+
+def _parse_headers(block: bytes, limits: ParseLimits, defects: set[str]) -> list[tuple[str, str]]:
+    fields: list[list[bytes]] = []
+    for line in block.splitlines():
+        if line[:1] in (b" ", b"\t"):
+            if fields:
+                fields[-1][1] += b" " + line.strip()
+            else:
+                defects.add("header_continuation_without_field")
+            continue
+        if not line.strip():
+            continue
+        name, colon, value = line.partition(b":")
+        name = name.rstrip()
+        if not colon or not name or not _HEADER_NAME.match(name):
+            defects.add("header_line_invalid")
+            continue
+        if len(fields) >= limits.max_headers:
+            defects.add("headers_truncated")
+            break
+        fields.append([name, value.strip()])
+    headers = []
+    for name, value in fields:
+        text = value.decode("utf-8", "replace")
+        if len(text) > limits.max_header_value_chars:
+            defects.add("header_value_truncated")
+            text = text[: limits.max_header_value_chars]
+        if "\ufffd" in text:
+            defects.add("header_8bit_invalid")
+        headers.append((name.decode("ascii").lower(), decode_words(text, defects)))
+    return headers
+
+
+def decode_words(value: str, defects: set[str] | None = None) -> str:
+    """Decode RFC 2047 encoded words; decoded CR/LF or NUL become a defect and a space.
+
+    The result is safe to log or re-emit as one line: it never holds a line
+    break (CVE-2024-6923 re-emits a decoded newline as a new header).
+    """
+    defects = defects if defects is not None else set()
+    if "=?" not in value:
+        return value
+
+    def replace(match: re.Match[str]) -> str:
+        charset, encoding, payload = match.groups()
+        try:
+            if encoding in "bB":
+                data = base64.b64decode(payload + "=" * (-len(payload) % 4))
+            else:
+                data = quopri.decodestring(payload.replace("_", " ").encode("ascii", "replace"), header=True)
+        except (binascii.Error, ValueError):
+            defects.add("encoded_word_invalid")
+            return match.group(0)
+        codec = normalise_charset(charset.split("*")[0], defects)
+        text = data.decode(codec, "replace")
+        if any(ch in text for ch in "\r\n\x00"):
+            defects.add("header_crlf_injection")
+            text = text.replace("\r", " ").replace("\n", " ").replace("\x00", " ")
+        return text
+
+    decoded = _ENCODED_WORD.sub(replace, value)
+    # Whitespace between two adjacent encoded words is not part of the text.
+    return decoded
+
+
+def normalise_charset(charset: str | None, defects: set[str]) -> str:
+    """A codec name Python knows: the declared one if valid, else utf-8 (flagged)."""
+    if not charset:
+        return "utf-8"
+    declared = charset.strip().strip('"').lower()
+    token = _CHARSET_TOKEN.match(declared)
+    if token:
+        name = token.group(0)
+        if name != declared:
+            defects.add("charset_invalid")
+        if name in ("default", "us-ascii", "ascii", "unknown-8bit", "x-unknown"):
+            return "utf-8" if name != "us-ascii" and name != "ascii" else "ascii"
+        try:
+            return codecs.lookup(name).name
+        except LookupError:
+            pass
+    defects.add("charset_invalid")
+    return "utf-8"
+
+
+def _decode_text(data: bytes, codec: str, defects: set[str]) -> str:
+    try:
+        return data.decode(codec)
+    except (UnicodeDecodeError, LookupError):
+        pass
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        defects.add("body_decode_fallback")
+        return data.decode("latin-1", "replace")
+
+
+def _parse_body(parsed: ParsedEmail, body: bytes, limits: ParseLimits) -> None:
+    if len(body) > limits.max_body_scan_bytes:
+        parsed.defects.add("body_scan_truncated")
+        body = body[: limits.max_body_scan_bytes]
+    body, stuffed = _SEMICOLON_RUN.subn(b"; ", body)
+    mime_head = []
+    for name, value in parsed.headers:
+        if name in _MIME_HEADERS:
+            value, n = _SEMICOLON_RUN_STR.subn("; ", value)
+            stuffed += n
+            mime_head.append(f"{name}: {value}")
+    if stuffed:
+        parsed.defects.add("header_param_stuffing")
+    if parsed.get("content-type") is not None and parsed.get("mime-version") is None:
+        parsed.defects.add("mime_version_missing")
+    source = ("\n".join(mime_head) + "\n\n").encode("utf-8", "replace") + body
+    root = email.message_from_bytes(source, policy=email.policy.compat32)
+
+    text_parts: list[str] = []
+    html_parts: list[str] = []
+    budget = limits.max_body_scan_bytes
+    stack = [(root, 0)]
+    while stack:
+        part, depth = stack.pop()
+        parsed.mime_parts += 1
+        if parsed.mime_parts > limits.max_mime_parts:
+            parsed.defects.add("mime_parts_truncated")
+            break
+        for defect in part.defects:
+            if isinstance(defect, (email.errors.StartBoundaryNotFoundDefect,
+                                   email.errors.NoBoundaryInMultipartDefect,
+                                   email.errors.CloseBoundaryNotFoundDefect)):
+                parsed.defects.add("multipart_boundary_missing")
+            else:
+                parsed.defects.add("mime_defect")
+        ctype = _safe(part.get_content_type, "text/plain")
+        if part.is_multipart():
+            if depth >= limits.max_mime_depth:
+                parsed.defects.add("mime_depth_exceeded")
+                continue
+            children = part.get_payload()
+            if isinstance(children, list):
+                stack.extend((child, depth + 1) for child in reversed(children))
+            continue
+        data = _safe(lambda: part.get_payload(decode=True), None) or b""
+        if not isinstance(data, bytes):
+            data = str(data).encode("utf-8", "replace")
+        filename = _safe(part.get_filename, None)
+        disposition = (_safe(part.get_content_disposition, None) or "").lower()
+        if filename or disposition == "attachment" or not (
+            ctype.startswith("text/") or ctype.startswith("multipart/")
+        ):
+            parsed.attachments.append(
+                Attachment(decode_words(str(filename or ""), parsed.defects)[:255], ctype, len(data))
+            )
+            if ctype != "text/html":
+                continue
+        if ctype.startswith("multipart/"):
+            # Declared multipart whose boundary never appears: one text part.
+            ctype = "text/plain"
+        if ctype not in ("text/plain", "text/html") or budget <= 0:
+            continue
+        data = data[:budget]
+        budget -= len(data)
+        charset = _safe(part.get_content_charset, None)
+        text = _decode_text(data, normalise_charset(charset, parsed.defects), parsed.defects)
+        (html_parts if ctype == "text/html" else text_parts).append(text)
+    parsed.text = "\n".join(text_parts)
+    parsed.html = "\n".join(html_parts)
+
+
+def _safe(call, default):
+    """Run one stdlib accessor; any exception from hostile input means ``default``."""
+    try:
+        return call()
+    except Exception:  # noqa: BLE001 - the stdlib raises many kinds on bad input
+        return default

@@ -1,0 +1,325 @@
+"""`make run`: the whole pipeline on the local emulators, from .eml files to a summary.
+
+Starts (or reuses) both emulators, creates the topics, subscriptions and
+table, trains a model if none is installed, loads sender profiles, serves
+the scoring function with functions-framework behind a push subscription,
+publishes every email, collects each verdict or dead-letter record, prints
+a summary and writes ``verdicts.jsonl`` and ``summary.json``. Everything it
+started is stopped on the way out, on success, failure or Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from mailscore import emulators as emu
+from mailscore.errors import MailscoreError
+from mailscore.model import auc, precision_recall
+from mailscore.settings import Settings, env_var
+from mailscore.training import find_emails, label_of
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+FUNCTION_SOURCE = REPO_ROOT / "functions" / "score_email" / "main.py"
+DLQ_SOURCE_ATTR = "CloudPubSubDeadLetterSourceDeliveryCount"
+log = logging.getLogger("mailscore.runner")
+
+
+@dataclass
+class Sent:
+    file: str
+    message_id: str
+    expected: int | None
+    published_at: float = 0.0
+
+
+@dataclass
+class Collected:
+    records: dict[str, dict] = field(default_factory=dict)
+    duplicates: int = 0
+    unknown: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def serve_function(env: dict[str, str], port: int, log_path: Path, workers: int = 2, threads: int = 4) -> subprocess.Popen:
+    """Serve functions/score_email with functions-framework on 127.0.0.1:``port``."""
+    exe = Path(sys.executable).with_name("functions-framework")
+    argv = [
+        str(exe) if exe.exists() else "functions-framework",
+        "--target", "score_email", "--source", str(FUNCTION_SOURCE),
+        "--signature-type", "cloudevent", "--host", "127.0.0.1", "--port", str(port),
+    ]
+    full_env = {**os.environ, **env, "WORKERS": str(workers), "THREADS": str(threads)}
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(log_path, "ab")
+    return subprocess.Popen(argv, env=full_env, stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            cwd=REPO_ROOT, start_new_session=True)
+
+
+def _collect(subscriber, subscription: str, kind: str, sent: dict[str, Sent], collected: Collected,
+             stop: threading.Event, progress) -> None:
+    from google.api_core import exceptions as gexc
+
+    while not stop.is_set():
+        try:
+            response = subscriber.pull(request={"subscription": subscription, "max_messages": 100}, timeout=5)
+        except (gexc.DeadlineExceeded, gexc.ServiceUnavailable):
+            continue
+        now = time.time()
+        if not response.received_messages:
+            continue
+        ack_ids = []
+        for received in response.received_messages:
+            ack_ids.append(received.ack_id)
+            message = received.message
+            attributes = dict(message.attributes)
+            message_id = attributes.get("message_id", "")
+            entry = sent.get(message_id)
+            with collected.lock:
+                if entry is None:
+                    collected.unknown += 1
+                    continue
+                if message_id in collected.records:
+                    collected.duplicates += 1
+                    continue
+                record: dict = {"file": entry.file, "message_id": message_id}
+                if kind == "verdict":
+                    verdict = json.loads(message.data)
+                    record.update(status="verdict", **{k: v for k, v in verdict.items() if k not in ("message_id",)})
+                else:
+                    reason = attributes.get("reason") or (
+                        "delivery_attempts_exhausted" if DLQ_SOURCE_ATTR in attributes else "unknown"
+                    )
+                    record.update(status="dead_letter", tenant=attributes.get("tenant", ""), reason=reason,
+                                  stage=attributes.get("stage", "delivery"), detail=attributes.get("detail", ""))
+                record["latency_ms"] = round((now - entry.published_at) * 1000.0, 3)
+                if entry.expected is not None:
+                    record["expected"] = "phishing" if entry.expected else "legitimate"
+                collected.records[message_id] = record
+            if progress is not None:
+                progress.update(1)
+        subscriber.acknowledge(request={"subscription": subscription, "ack_ids": ack_ids})
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    return round(float(np.percentile(values, q)), 3) if values else None
+
+
+def summarise(sent: list[Sent], collected: Collected, started: float, finished: float, model_version: str) -> dict:
+    records = [collected.records[s.message_id] for s in sent if s.message_id in collected.records]
+    verdicts = [r for r in records if r["status"] == "verdict"]
+    dead = [r for r in records if r["status"] == "dead_letter"]
+    latencies = [r["latency_ms"] for r in records]
+    summary: dict = {
+        "records": len(records),
+        "published": len(sent),
+        "verdicts": len(verdicts),
+        "dead_lettered": len(dead),
+        "dead_letter_reasons": dict(Counter(r["reason"] for r in dead)),
+        "lost": len(sent) - len(records),
+        "duplicates": collected.duplicates,
+        "labels": dict(Counter(r["label"] for r in verdicts)),
+        "degraded": sum(1 for r in verdicts if r.get("degraded")),
+        "model_version": model_version,
+        "wall_seconds": round(finished - started, 3),
+        "throughput_msgs_per_s": round(len(records) / (finished - started), 2) if finished > started else None,
+        "latency_ms": {"p50": percentile(latencies, 50), "p95": percentile(latencies, 95), "p99": percentile(latencies, 99)},
+        "scoring_ms": {
+            "p50": percentile([r["timings"]["total_ms"] for r in verdicts], 50),
+            "p99": percentile([r["timings"]["total_ms"] for r in verdicts], 99),
+        },
+    }
+    labelled = [r for r in verdicts if "expected" in r]
+    if labelled:
+        truth = np.array([r["expected"] == "phishing" for r in labelled])
+        scores = np.array([r["score"] for r in labelled])
+        flagged = np.array([r["label"] != "safe" for r in labelled])
+        precision, recall = precision_recall(truth, flagged)
+        summary.update(
+            labelled=len(labelled),
+            positive_labels="suspicious or phishing",
+            precision=_clean(precision),
+            recall=_clean(recall),
+            auc=_clean(auc(truth, scores)),
+        )
+    return summary
+
+
+def _clean(value: float) -> float | None:
+    return None if value is None or math.isnan(value) else round(float(value), 4)
+
+
+def format_summary(summary: dict) -> str:
+    lines = ["", "mailscore run summary", "-" * 48]
+
+    def row(name: str, value) -> None:
+        lines.append(f"{name:<30} {value}")
+
+    row("emails published", summary["published"])
+    row("records (verdicts + dead)", summary["records"])
+    for label in ("safe", "suspicious", "phishing"):
+        row(f"  verdict: {label}", summary["labels"].get(label, 0))
+    row("  dead-lettered", summary["dead_lettered"])
+    for reason, count in sorted(summary["dead_letter_reasons"].items()):
+        row(f"    {reason}", count)
+    row("lost", summary["lost"])
+    row("duplicates suppressed", summary["duplicates"])
+    row("degraded verdicts", summary["degraded"])
+    row("model", summary["model_version"])
+    row("throughput (msgs/s)", summary["throughput_msgs_per_s"])
+    lat = summary["latency_ms"]
+    row("publish->verdict ms p50/95/99", f"{lat['p50']} / {lat['p95']} / {lat['p99']}")
+    row("in-function scoring ms p50/99", f"{summary['scoring_ms']['p50']} / {summary['scoring_ms']['p99']}")
+    if "auc" in summary:
+        row(f"precision ({summary['positive_labels']})", summary["precision"])
+        row("recall", summary["recall"])
+        row("ROC AUC", summary["auc"])
+    lines.append("-" * 48)
+    return "\n".join(lines)
+
+
+def run(
+    corpus: list[Path],
+    out_dir: Path,
+    *,
+    history: list[Path],
+    tenant: str = "local",
+    settings: Settings | None = None,
+    train_from: list[Path] | None = None,
+    stall_seconds: float = 90.0,
+    progress: bool = True,
+    workers: int = 2,
+    threads: int = 4,
+) -> dict:
+    """Run the pipeline on ``corpus``; returns the summary (also written to ``out_dir``)."""
+    from google.cloud import pubsub_v1
+    from tqdm import tqdm
+
+    from mailscore import profiles, topology, training
+    from mailscore.model import load_model
+
+    settings = settings or Settings.from_env()
+    files = find_emails(corpus)
+    if not files:
+        raise MailscoreError(f"no .eml files under {', '.join(map(str, corpus))}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    log_dir = out_dir / "logs"
+
+    def on_term(signum, frame):  # SIGTERM behaves like Ctrl-C: clean up and stop
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    emulators = None
+    server = None
+    try:
+        model_dir = Path(settings.model_dir)
+        if not (model_dir / "model_card.json").exists():
+            sources = train_from or [REPO_ROOT / "data" / "train"]
+            print(f"no model in {model_dir}: training one on {', '.join(map(str, sources))}", file=sys.stderr)
+            training.train(sources, model_dir, settings)
+        model = load_model(model_dir)
+
+        print("starting emulators ...", file=sys.stderr)
+        emulators = emu.start(log_dir)
+        os.environ.update(emulators.env())
+        topology.create_topics(settings)
+        profiles.ensure_table(settings)
+        if history:
+            data = training.build_dataset(history, settings, tenant)
+            store = profiles.ProfileStore(settings)
+            written = store.write((t, a, p) for (t, a), p in data.profiles.items())
+            store.close()
+            print(f"loaded {written} sender profiles from {', '.join(map(str, history))}", file=sys.stderr)
+
+        port = emu.free_port()
+        env = {**emulators.env(), env_var("model_dir"): str(model_dir.resolve()), env_var("project_id"): settings.project_id}
+        for name in ("inbound_topic", "verdict_topic", "dead_letter_topic", "bigtable_instance", "profile_table"):
+            env[env_var(name)] = str(getattr(settings, name))
+        server = serve_function(env, port, log_dir / "function.log", workers, threads)
+        emu.wait_for_port("127.0.0.1", port, 60, server, "the scoring function")
+        suffix = "-" + uuid.uuid4().hex[:8]
+        subs = topology.create_subscriptions(settings, f"http://127.0.0.1:{port}/", suffix)
+
+        run_id = uuid.uuid4().hex[:8]
+        sent = [
+            Sent(str(path), f"{run_id}-{i:06d}", label_of(path))
+            for i, path in enumerate(files)
+        ]
+        by_id = {s.message_id: s for s in sent}
+        collected = Collected()
+        stop = threading.Event()
+        subscriber = pubsub_v1.SubscriberClient()
+        bar = tqdm(total=len(sent), desc="verdicts", unit="msg", disable=not progress, file=sys.stderr)
+        collectors = [
+            threading.Thread(target=_collect, args=(subscriber, subs.verdicts, "verdict", by_id, collected, stop, bar), daemon=True),
+            threading.Thread(target=_collect, args=(subscriber, subs.dead_letter, "dead_letter", by_id, collected, stop, bar), daemon=True),
+        ]
+        for thread in collectors:
+            thread.start()
+
+        publisher = pubsub_v1.PublisherClient(
+            batch_settings=pubsub_v1.types.BatchSettings(max_messages=100, max_latency=0.005)
+        )
+        inbound = topology.topic_path(settings, settings.inbound_topic)
+        started = time.time()
+        futures = []
+        for entry in sent:
+            data = Path(entry.file).read_bytes()
+            attributes = {"tenant": tenant, "message_id": entry.message_id,
+                          "received_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            entry.published_at = time.time()
+            futures.append(publisher.publish(inbound, data or b" ", **attributes))
+        for future in futures:
+            future.result(timeout=60)
+
+        last_count, last_change = 0, time.monotonic()
+        while True:
+            with collected.lock:
+                count = len(collected.records)
+            if count >= len(sent):
+                break
+            if count != last_count:
+                last_count, last_change = count, time.monotonic()
+            elif time.monotonic() - last_change > stall_seconds:
+                print(f"\nno progress for {stall_seconds:.0f}s: {len(sent) - count} emails have no record",
+                      file=sys.stderr)
+                break
+            time.sleep(0.05)
+        finished = max((r["latency_ms"] / 1000.0 + by_id[m].published_at for m, r in collected.records.items()),
+                       default=time.time())
+        stop.set()
+        bar.close()
+        for thread in collectors:
+            thread.join(timeout=10)
+        subscriber.close()
+
+        summary = summarise(sent, collected, started, finished, model.version)
+        summary["corpus"] = [str(p) for p in corpus]
+        with open(out_dir / "verdicts.jsonl", "w") as handle:
+            for entry in sent:
+                record = collected.records.get(entry.message_id) or {
+                    "file": entry.file, "message_id": entry.message_id, "status": "lost"}
+                handle.write(json.dumps(record, separators=(",", ":")) + "\n")
+        (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        print(format_summary(summary))
+        print(f"wrote {out_dir / 'verdicts.jsonl'} and {out_dir / 'summary.json'}")
+        return summary
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if server is not None:
+            emu.stop_process(server)
+        if emulators is not None:
+            emulators.stop()

@@ -1,0 +1,121 @@
+"""Every setting in one frozen dataclass, read once per instance by ``from_env``.
+
+Precedence: an explicit keyword argument beats the environment variable,
+which beats the default. Each field's variable is ``MAILSCORE_<FIELD>`` in
+upper case (``ENV_VARS`` lists them all; Terraform sets exactly these).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from mailscore.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ParseLimits:
+    """Work bounds applied before and during parsing, so no input costs more."""
+
+    max_header_bytes: int = 64 * 1024
+    max_header_value_chars: int = 4 * 1024
+    max_headers: int = 512
+    max_mime_parts: int = 64
+    max_mime_depth: int = 8
+    max_body_scan_bytes: int = 512 * 1024
+    max_message_bytes: int = 8 * 1024 * 1024
+    max_urls: int = 256
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Runtime settings of the scoring function and the CLI."""
+
+    project_id: str = "mailscore-local"
+    inbound_topic: str = "emails"
+    verdict_topic: str = "verdicts"
+    dead_letter_topic: str = "dead-letter"
+    bigtable_instance: str = "mailscore"
+    profile_table: str = "sender_profiles"
+    model_dir: str = "models/active"
+    # Labels: score >= phishing -> "phishing"; >= suspicious -> "suspicious".
+    # None means "use the thresholds chosen in the model card".
+    threshold_suspicious: float | None = None
+    threshold_phishing: float | None = None
+    # Authentication-Results are trusted only from these authserv-ids.
+    trusted_authserv_ids: tuple[str, ...] = ("mx.mailscore.example",)
+    bigtable_attempt_timeout_seconds: float = 0.5
+    bigtable_operation_timeout_seconds: float = 2.0
+    publish_timeout_seconds: float = 10.0
+    top_reasons: int = 5
+    log_level: str = "INFO"
+    limits: ParseLimits = field(default_factory=ParseLimits)
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
+        """Build settings: ``overrides`` > ``env`` (default ``os.environ``) > defaults."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            if f.name == "limits":
+                continue
+            raw = env.get(env_var(f.name))
+            if raw is not None and raw != "":
+                values[f.name] = _convert(f.name, f.type, raw)
+        limits = {}
+        for f in dataclasses.fields(ParseLimits):
+            raw = env.get(env_var(f.name))
+            if raw:
+                limits[f.name] = _convert(f.name, "int", raw)
+        values["limits"] = ParseLimits(**limits)
+        values.update(overrides)
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Raise ConfigError naming the variable and the accepted range."""
+        for name in ("threshold_suspicious", "threshold_phishing"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 < value < 1.0:
+                raise ConfigError(f"{env_var(name)} must be between 0 and 1, got {value}")
+        if (
+            self.threshold_suspicious is not None
+            and self.threshold_phishing is not None
+            and self.threshold_suspicious > self.threshold_phishing
+        ):
+            raise ConfigError(
+                "MAILSCORE_THRESHOLD_SUSPICIOUS must not exceed "
+                "MAILSCORE_THRESHOLD_PHISHING"
+            )
+        for name in ("bigtable_attempt_timeout_seconds", "publish_timeout_seconds"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{env_var(name)} must be positive")
+
+
+def env_var(field_name: str) -> str:
+    """The environment variable that sets ``field_name``."""
+    return "MAILSCORE_" + field_name.upper()
+
+
+def _convert(name: str, type_name: Any, raw: str) -> Any:
+    type_name = str(type_name)
+    try:
+        if "tuple" in type_name:
+            return tuple(part.strip().lower() for part in raw.split(",") if part.strip())
+        if "float" in type_name:
+            return float(raw)
+        if "int" in type_name:
+            return int(raw)
+    except ValueError:
+        raise ConfigError(
+            f"{env_var(name)} must be a {type_name.split()[0]}, got {raw!r}"
+        ) from None
+    return raw
+
+
+ENV_VARS: tuple[str, ...] = tuple(
+    env_var(f.name) for f in dataclasses.fields(Settings) if f.name != "limits"
+) + tuple(env_var(f.name) for f in dataclasses.fields(ParseLimits))
