@@ -163,14 +163,18 @@ def _parse_date(value: str | None) -> float | None:
         return None
 
 
-def message_time(msg: ParsedEmail) -> float | None:
-    """When the message arrived: the top Received timestamp, else its Date."""
+def received_time(msg: ParsedEmail) -> float | None:
+    """The timestamp of the top (newest) Received header, if it has a readable one."""
     received = msg.get("received")
     if received and ";" in received:
-        stamp = _parse_date(received.rsplit(";", 1)[1])
-        if stamp is not None:
-            return stamp
-    return _parse_date(msg.get("date"))
+        return _parse_date(received.rsplit(";", 1)[1])
+    return None
+
+
+def message_time(msg: ParsedEmail) -> float | None:
+    """When the message arrived: the top Received timestamp, else its Date."""
+    stamp = received_time(msg)
+    return stamp if stamp is not None else _parse_date(msg.get("date"))
 
 
 def _flag(value: bool) -> float:
@@ -214,8 +218,9 @@ def extract(
 
     date = _parse_date(msg.get("date"))
     f["date_invalid"] = _flag(date is None)
-    arrived = message_time(msg)
-    f["date_skew_hours"] = abs(arrived - date) / 3600.0 if (date is not None and arrived is not None) else math.nan
+    received = received_time(msg)
+    arrived = received if received is not None else date
+    f["date_skew_hours"] = abs(received - date) / 3600.0 if (date is not None and received is not None) else math.nan
 
     auth = parse_authentication_results(msg.get_all("authentication-results"), trusted_authserv_ids)
     f["auth_results_trusted"] = _flag(auth.trusted_headers > 0)

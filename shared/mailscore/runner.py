@@ -212,6 +212,8 @@ def run(
     from mailscore.model import load_model
 
     settings = settings or Settings.from_env()
+    if not (os.environ.get("PUBSUB_EMULATOR_HOST") and os.environ.get("BIGTABLE_EMULATOR_HOST")):
+        emu.binaries()  # fail first, with the install hint, before any work
     files = find_emails(corpus)
     if not files:
         raise MailscoreError(f"no .eml files under {', '.join(map(str, corpus))}")

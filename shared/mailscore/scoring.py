@@ -111,14 +111,18 @@ class Scorer:
 
 
 def reason_code(feature: str, value: float) -> str:
-    """A short reason for a feature's push towards phishing, given its value."""
-    if feature in HISTORY_FEATURES and math.isnan(value):
-        return "history_unavailable"
+    """A short, content-free reason for a feature's push towards phishing."""
+    if math.isnan(value):
+        return "history_unavailable" if feature in HISTORY_FEATURES else f"{feature}_missing"
     if feature == "sender_known":
         return "new_sender" if value == 0 else "known_sender"
     if feature.endswith("_pass"):
         return feature.replace("_pass", "_not_pass") if value == 0 else feature
-    if value == 0 and feature not in ("sender_msg_count_log", "sender_recipients_log"):
+    if value == 0:
+        if feature.startswith("url_"):
+            return "no_links"
+        if feature.startswith("attachment_"):
+            return "no_attachments"
         return f"no_{feature}"
     return feature
 
