@@ -12,6 +12,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from mailscore.errors import ConfigError, EmulatorNotInstalled, InvalidMessage, MailscoreError, ModelError, TransientError
@@ -220,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     from mailscore import logs
 
     args = build_parser().parse_args(argv)
+    warnings.filterwarnings("ignore", message="Connecting to Bigtable emulator")
     try:
         settings = Settings.from_env()
         logs.configure(os.environ.get("MAILSCORE_LOG_LEVEL", "WARNING"))

@@ -37,8 +37,9 @@ _KNOWN_HEADERS = frozenset(
     }
 )
 _ENCODED_WORD = re.compile(r"=\?([^?\s]{1,64})\?([bBqQ])\?([^?\s]*)\?=")
-_SEMICOLON_RUN = re.compile(rb";[\s;]{15,}")
-_SEMICOLON_RUN_STR = re.compile(r";[\s;]{15,}")
+# A run of separators, across folded lines but never across a blank line.
+_SEMICOLON_RUN = re.compile(rb";(?:[ \t;]|\r?\n[ \t]){15,}")
+_SEMICOLON_RUN_STR = re.compile(r";[ \t;]{15,}")
 _CHARSET_TOKEN = re.compile(r"[A-Za-z0-9_.:+-]{1,40}")
 _MIME_HEADERS = ("content-type", "content-transfer-encoding", "mime-version", "content-disposition")
 
@@ -169,7 +170,7 @@ def decode_words(value: str, defects: set[str] | None = None) -> str:
         charset, encoding, payload = match.groups()
         try:
             if encoding in "bB":
-                data = base64.b64decode(payload + "=" * (-len(payload) % 4))
+                data = base64.b64decode(payload + "=" * (-len(payload) % 4), validate=True)
             else:
                 data = quopri.decodestring(payload.replace("_", " ").encode("ascii", "replace"), header=True)
         except (binascii.Error, ValueError):

@@ -69,6 +69,22 @@ def serve_function(env: dict[str, str], port: int, log_path: Path, workers: int 
                             cwd=REPO_ROOT, start_new_session=True)
 
 
+def wait_until_serving(port: int, server: subprocess.Popen, timeout: float = 120.0) -> None:
+    """Block until a worker answers HTTP: it loads the model and clients at import."""
+    import requests
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise MailscoreError(f"the scoring function exited with code {server.returncode}; see its log")
+        try:
+            requests.get(f"http://127.0.0.1:{port}/", timeout=5)
+            return
+        except requests.RequestException:
+            time.sleep(0.1)
+    raise MailscoreError(f"the scoring function did not answer within {timeout:.0f}s")
+
+
 def _collect(subscriber, subscription: str, kind: str, sent: dict[str, Sent], collected: Collected,
              stop: threading.Event, progress) -> None:
     from google.api_core import exceptions as gexc
@@ -184,6 +200,8 @@ def format_summary(summary: dict) -> str:
     row("publish->verdict ms p50/95/99", f"{lat['p50']} / {lat['p95']} / {lat['p99']}")
     row("in-function scoring ms p50/99", f"{summary['scoring_ms']['p50']} / {summary['scoring_ms']['p99']}")
     if "auc" in summary:
+        if summary.get("in_sample"):
+            lines.append("NOTE: the model was trained on these emails: the figures below are in-sample")
         row(f"precision ({summary['positive_labels']})", summary["precision"])
         row("recall", summary["recall"])
         row("ROC AUC", summary["auc"])
@@ -252,6 +270,7 @@ def run(
             env[env_var(name)] = str(getattr(settings, name))
         server = serve_function(env, port, log_dir / "function.log", workers, threads)
         emu.wait_for_port("127.0.0.1", port, 60, server, "the scoring function")
+        wait_until_serving(port, server)
         suffix = "-" + uuid.uuid4().hex[:8]
         subs = topology.create_subscriptions(settings, f"http://127.0.0.1:{port}/", suffix)
 
@@ -310,6 +329,12 @@ def run(
 
         summary = summarise(sent, collected, started, finished, model.version)
         summary["corpus"] = [str(p) for p in corpus]
+        trained_on = [Path(p).resolve() for p in model.card.get("training_data", {}).get("sources", [])]
+        summary["model_trained_on"] = [str(p) for p in trained_on]
+        # Quality figures on the model's own training data are not evidence of anything.
+        summary["in_sample"] = any(
+            Path(f.file).resolve().is_relative_to(src) or Path(f.file).resolve() == src for f in sent for src in trained_on
+        )
         with open(out_dir / "verdicts.jsonl", "w") as handle:
             for entry in sent:
                 record = collected.records.get(entry.message_id) or {

@@ -184,7 +184,7 @@ def train(paths: list[str | Path], out_dir: str | Path, settings: Settings) -> d
         },
         "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "training_data": {
-            "sources": [str(p) for p in paths],
+            "sources": [str(Path(p).resolve()) for p in paths],
             "messages": int(len(data.y)),
             "phishing": int(data.y.sum()),
             "legitimate": int((data.y == 0).sum()),
