@@ -7,6 +7,7 @@ instance, on the first message, and are reused by every request thread.
 
 from __future__ import annotations
 
+import os
 import threading
 
 import functions_framework
@@ -28,6 +29,12 @@ def get_worker() -> Worker:
                 logs.configure(settings.log_level)
                 _worker = Worker.from_settings(settings)
     return _worker
+
+
+# Load at instance start, as Cloud Functions recommends, so the first message
+# does not pay for it; a broken model or setting fails the instance loudly.
+if os.environ.get("MAILSCORE_LAZY_INIT", "") != "1":
+    get_worker()
 
 
 @functions_framework.cloud_event

@@ -1,0 +1,100 @@
+"""The whole pipeline on the emulators: push subscription, function, Bigtable, verdicts."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import CORPUS_DIR, ROOT, TRAIN_DIR
+from emails import PHISH, make_email
+from mailscore import emulators as emu
+from mailscore import runner, topology
+from mailscore.profiles import ensure_table
+from mailscore.settings import env_var
+
+pytestmark = pytest.mark.emulator
+
+
+def _pull_all(subscriber, subscription: str, want: int, timeout: float = 60.0) -> list:
+    got = []
+    deadline = time.monotonic() + timeout
+    while len(got) < want and time.monotonic() < deadline:
+        response = subscriber.pull(request={"subscription": subscription, "max_messages": 100}, timeout=10)
+        if response.received_messages:
+            got.extend(r.message for r in response.received_messages)
+            subscriber.acknowledge(request={"subscription": subscription, "ack_ids": [r.ack_id for r in response.received_messages]})
+    return got
+
+
+def test_function_scores_and_dead_letters_through_push(unique_settings, tmp_path):
+    from google.cloud import pubsub_v1
+
+    settings = unique_settings
+    topology.create_topics(settings)
+    ensure_table(settings)
+    port = emu.free_port()
+    env = {**os.environ, env_var("model_dir"): settings.model_dir}
+    for name in ("inbound_topic", "verdict_topic", "dead_letter_topic", "profile_table"):
+        env[env_var(name)] = getattr(settings, name)
+    server = runner.serve_function(env, port, tmp_path / "function.log", workers=1, threads=2)
+    try:
+        runner.wait_until_serving(port, server)
+        subs = topology.create_subscriptions(settings, f"http://127.0.0.1:{port}/", "-t")
+        publisher = pubsub_v1.PublisherClient()
+        topic = topology.topic_path(settings, settings.inbound_topic)
+        publisher.publish(topic, PHISH, tenant="acme", message_id="m-phish").result()
+        publisher.publish(topic, make_email(), tenant="acme", message_id="m-ham").result()
+        publisher.publish(topic, make_email(), message_id="m-no-tenant").result()
+        publisher.publish(topic, b"\x89PNG\r\n\x1a\n\x00\x00binary", tenant="acme", message_id="m-binary").result()
+        subscriber = pubsub_v1.SubscriberClient()
+        verdicts = _pull_all(subscriber, subs.verdicts, 2)
+        dead = _pull_all(subscriber, subs.dead_letter, 2)
+    finally:
+        emu.stop_process(server)
+    by_id = {m.attributes["message_id"]: m for m in verdicts}
+    assert set(by_id) == {"m-phish", "m-ham"}
+    phish = json.loads(by_id["m-phish"].data)
+    ham = json.loads(by_id["m-ham"].data)
+    assert phish["score"] > ham["score"]
+    assert by_id["m-phish"].attributes["label"] == phish["label"] and by_id["m-phish"].attributes["tenant"] == "acme"
+    assert phish["reasons"] and phish["model_version"].startswith("xgb-")
+    reasons = {m.attributes["message_id"]: (m.attributes["reason"], m.attributes["stage"]) for m in dead}
+    assert reasons == {"m-no-tenant": ("missing_tenant", "decode"), "m-binary": ("not_an_email", "parse")}
+    replayable = {m.attributes["message_id"]: m.data for m in dead}
+    assert replayable["m-no-tenant"] == make_email()  # payload intact for replay
+    log_text = (tmp_path / "function.log").read_text()
+    assert "Traceback" not in log_text
+    assert "corp-example-login" not in log_text and "alice@corp.example" not in log_text
+
+
+def test_run_on_shipped_emails(unique_settings, tmp_path):
+    summary = runner.run([TRAIN_DIR], tmp_path / "out", history=[TRAIN_DIR], settings=unique_settings, progress=False)
+    n = len(list(TRAIN_DIR.rglob("*.eml")))
+    assert summary["records"] == summary["published"] == n
+    assert summary["lost"] == 0 and summary["duplicates"] == 0
+    assert summary["verdicts"] + summary["dead_lettered"] == n
+    assert set(summary) >= {"records", "verdicts", "dead_lettered", "throughput_msgs_per_s", "latency_ms", "precision", "recall", "auc"}
+    assert summary["in_sample"] is True
+    lines = [json.loads(line) for line in (tmp_path / "out" / "verdicts.jsonl").read_text().splitlines()]
+    assert len(lines) == n and len({line["message_id"] for line in lines}) == n
+    assert {Path(line["file"]).name for line in lines} == {p.name for p in TRAIN_DIR.rglob("*.eml")}
+    assert sum(line.get("sender_known", False) for line in lines) > 10  # profiles were read from Bigtable
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["records"] == n
+
+
+@pytest.mark.corpus
+@pytest.mark.skipif(not CORPUS_DIR.is_dir(), reason=f"corpus folder {CORPUS_DIR} absent (set MAILSCORE_CORPUS)")
+def test_run_on_real_corpus(unique_settings, tmp_path):
+    summary = runner.run([CORPUS_DIR], tmp_path / "out", history=[TRAIN_DIR], settings=unique_settings, progress=False)
+    n = len(list(CORPUS_DIR.rglob("*.eml")))
+    assert summary["records"] == n and summary["lost"] == 0
+    lines = (tmp_path / "out" / "verdicts.jsonl").read_text().splitlines()
+    assert len(lines) == n
+    assert 0.0 <= summary["auc"] <= 1.0 and summary["in_sample"] is False
