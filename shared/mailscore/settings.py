@@ -51,6 +51,24 @@ class Settings:
     publish_timeout_seconds: float = 10.0
     top_reasons: int = 5
     log_level: str = "INFO"
+    # Online profile updates (functions/update_profile): the subscription on
+    # the verdict topic, and how long an applied message id is remembered.
+    update_subscription: str = "update-profile-push"
+    dedupe_ttl_seconds: int = 7 * 24 * 3600
+    # Per-message latency budget, counted from publishTime; the Bigtable read
+    # gets what is left of it. The profile cache is per instance.
+    latency_budget_ms: float = 200.0
+    profile_cache_max_entries: int = 100_000
+    profile_cache_ttl_seconds: float = 60.0
+    # The micro-batched worker's pull subscription and batch size.
+    batch_subscription: str = "score-email-batch"
+    batch_max_messages: int = 256
+    # Claim-check: emails above this size travel by reference, stored under
+    # this location (gs://bucket/prefix in the cloud, a folder locally).
+    claim_check_threshold_bytes: int = 7 * 1024 * 1024
+    claim_check_location: str = ""
+    # Shadow model: a candidate scored beside the live one, never labelling.
+    shadow_model_dir: str = ""
     limits: ParseLimits = field(default_factory=ParseLimits)
 
     @classmethod
