@@ -40,9 +40,10 @@ def cmd_score(args: argparse.Namespace, settings: Settings) -> int:
     lookup = None
     if args.history:
         _require_emulator("BIGTABLE_EMULATOR_HOST", args.cloud)
+        from mailscore.history import HistorySource
         from mailscore.profiles import ProfileStore
 
-        lookup = ProfileStore(settings).get
+        lookup = HistorySource(ProfileStore(settings).read)
     scorer = Scorer(settings, model, lookup)
     rejected = 0
     paths: list[Path] = []

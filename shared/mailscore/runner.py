@@ -33,7 +33,6 @@ from mailscore.settings import Settings, env_var
 from mailscore.training import find_emails, label_of
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-FUNCTION_SOURCE = REPO_ROOT / "functions" / "score_email" / "main.py"
 DLQ_SOURCE_ATTR = "CloudPubSubDeadLetterSourceDeliveryCount"
 log = logging.getLogger("mailscore.runner")
 
@@ -54,12 +53,13 @@ class Collected:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-def serve_function(env: dict[str, str], port: int, log_path: Path, workers: int = 2, threads: int = 4) -> subprocess.Popen:
-    """Serve functions/score_email with functions-framework on 127.0.0.1:``port``."""
+def serve_function(env: dict[str, str], port: int, log_path: Path, workers: int = 2, threads: int = 4,
+                   target: str = "score_email") -> subprocess.Popen:
+    """Serve functions/<target> with functions-framework on 127.0.0.1:``port``."""
     exe = Path(sys.executable).with_name("functions-framework")
     argv = [
         str(exe) if exe.exists() else "functions-framework",
-        "--target", "score_email", "--source", str(FUNCTION_SOURCE),
+        "--target", target, "--source", str(REPO_ROOT / "functions" / target / "main.py"),
         "--signature-type", "cloudevent", "--host", "127.0.0.1", "--port", str(port),
     ]
     full_env = {**os.environ, **env, "WORKERS": str(workers), "THREADS": str(threads)}
@@ -243,7 +243,7 @@ def run(
 
     previous = signal.signal(signal.SIGTERM, on_term)
     emulators = None
-    server = None
+    server = updater = None
     try:
         model_dir = Path(settings.model_dir)
         if not (model_dir / "model_card.json").exists():
@@ -266,13 +266,17 @@ def run(
 
         port = emu.free_port()
         env = {**emulators.env(), env_var("model_dir"): str(model_dir.resolve()), env_var("project_id"): settings.project_id}
-        for name in ("inbound_topic", "verdict_topic", "dead_letter_topic", "bigtable_instance", "profile_table"):
+        for name in ("inbound_topic", "verdict_topic", "dead_letter_topic", "bigtable_instance", "profile_table",
+                     "latency_budget_ms"):
             env[env_var(name)] = str(getattr(settings, name))
         server = serve_function(env, port, log_dir / "function.log", workers, threads)
-        emu.wait_for_port("127.0.0.1", port, 60, server, "the scoring function")
+        update_port = emu.free_port()
+        updater = serve_function(env, update_port, log_dir / "update_profile.log", 1, 4, target="update_profile")
         wait_until_serving(port, server)
+        wait_until_serving(update_port, updater)
         suffix = "-" + uuid.uuid4().hex[:8]
         subs = topology.create_subscriptions(settings, f"http://127.0.0.1:{port}/", suffix)
+        topology.create_update_subscription(settings, f"http://127.0.0.1:{update_port}/", suffix)
 
         run_id = uuid.uuid4().hex[:8]
         sent = [
@@ -346,7 +350,8 @@ def run(
         return summary
     finally:
         signal.signal(signal.SIGTERM, previous)
-        if server is not None:
-            emu.stop_process(server)
+        for process in (server, updater):
+            if process is not None:
+                emu.stop_process(process)
         if emulators is not None:
             emulators.stop()

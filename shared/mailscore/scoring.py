@@ -10,26 +10,26 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
 
 import numpy as np
 
 from mailscore.features import FEATURE_NAMES, HISTORY_FEATURES, History, extract, parse_sender
+from mailscore.history import HistorySource
 from mailscore.model import Model
 from mailscore.parse import parse_email
+from mailscore.profiles import profile_key, recipient_hash
 from mailscore.settings import Settings
 
 LABELS = ("safe", "suspicious", "phishing")
 _TRUNCATION_DEFECTS = frozenset(
     {"message_truncated", "header_block_truncated", "headers_truncated", "body_scan_truncated", "mime_parts_truncated"}
 )
-HistoryLookup = Callable[[str, str], History]
 
 
 class Scorer:
-    """Scores messages with one model and, optionally, one profile store."""
+    """Scores messages with one model and, optionally, a history source."""
 
-    def __init__(self, settings: Settings, model: Model, history: HistoryLookup | None = None) -> None:
+    def __init__(self, settings: Settings, model: Model, history: HistorySource | None = None) -> None:
         self.settings = settings
         self.model = model
         self.history = history
@@ -44,25 +44,48 @@ class Scorer:
             return "suspicious"
         return "safe"
 
-    def score(self, raw: bytes, *, tenant: str, message_id: str) -> dict:
-        """The verdict for ``raw``; raises InvalidMessage (not an email) or TransientError."""
+    def score(
+        self,
+        raw: bytes,
+        *,
+        tenant: str,
+        message_id: str,
+        deadline: float | None = None,
+        recipient: str | None = None,
+        observed_at: float | None = None,
+    ) -> dict:
+        """The verdict for ``raw``; raises InvalidMessage for input that is not an email.
+
+        ``deadline`` is a ``time.monotonic()`` instant by which the history
+        lookup must be done (default: the latency budget from now). History
+        that cannot be had in time is left out and the verdict says so.
+        """
         timings: dict[str, float] = {}
         started = time.perf_counter()
+        if deadline is None:
+            deadline = time.monotonic() + self.settings.latency_budget_ms / 1000.0
         msg = parse_email(raw, self.settings.limits)
         timings["parse_ms"] = _ms(started)
 
         degraded: list[str] = []
         sender = parse_sender(msg.get("from"))
-        history: History | None
+        key = profile_key(tenant, sender.address) if sender.address else None
+        history: History | None = None
+        history_info: dict = {"status": "not_read", "age_s": None}
         step = time.perf_counter()
         if self.history is None:
-            history = None
             degraded.append("history_disabled")
-        elif sender.address is None:
-            history = None
+        elif key is None:
             degraded.append("sender_unidentifiable")
         else:
-            history = self.history(tenant, sender.address)  # TransientError propagates
+            found = self.history.lookup(key, deadline)
+            history_info["status"] = found.status
+            if found.snapshot is None:
+                degraded.append(f"history_{found.status}")
+            else:
+                history = found.snapshot.history
+                if found.snapshot.updated_at is not None:
+                    history_info["age_s"] = round(max(0.0, time.time() - found.snapshot.updated_at), 3)
         timings["history_ms"] = _ms(step)
         if msg.defects & _TRUNCATION_DEFECTS:
             degraded.append("input_truncated")
@@ -80,6 +103,8 @@ class Scorer:
         reasons = self.reasons(rows)[0]
         timings["explain_ms"] = _ms(step)
         timings["total_ms"] = _ms(started)
+        if recipient is None:
+            recipient = parse_sender(msg.get("to")).address
         return {
             "tenant": tenant,
             "message_id": message_id,
@@ -90,6 +115,10 @@ class Scorer:
             "degraded": bool(degraded),
             "degraded_reasons": degraded,
             "reasons": reasons,
+            "history": history_info,
+            "profile_key": key,
+            "recipient_hash": recipient_hash(recipient),
+            "observed_at": round(observed_at if observed_at is not None else time.time(), 3),
             "timings": timings,
         }
 

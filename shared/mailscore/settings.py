@@ -58,6 +58,9 @@ class Settings:
     # Per-message latency budget, counted from publishTime; the Bigtable read
     # gets what is left of it. The profile cache is per instance.
     latency_budget_ms: float = 200.0
+    # A message already past its budget (e.g. after a backlog) still gets a
+    # read bounded by this; 0 scores such messages without history.
+    history_min_timeout_ms: float = 25.0
     profile_cache_max_entries: int = 100_000
     profile_cache_ttl_seconds: float = 60.0
     # The micro-batched worker's pull subscription and batch size.

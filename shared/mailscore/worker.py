@@ -5,8 +5,10 @@ Delivery semantics:
 * invalid input (undecodable, not an email, no tenant) is published to the
   dead-letter topic with ``reason``, ``stage`` and the original attributes,
   payload intact for replay, and the delivery is acknowledged;
-* transient failures (Bigtable, publish) raise, so Pub/Sub redelivers with
-  backoff and, after the subscription's maximum attempts, dead-letters it;
+* a Bigtable failure or timeout never holds a message back: it is scored
+  without history and the verdict is ``degraded`` with the reason;
+* a failed publish raises, so Pub/Sub redelivers with backoff and, after
+  the subscription's maximum attempts, dead-letters it;
 * anything unexpected while scoring is logged with its type (never content)
   and raised too: it is retried, then dead-lettered by the subscription.
 """
@@ -23,6 +25,7 @@ from mailscore.errors import InvalidMessage, TransientError
 from mailscore.settings import Settings
 
 log = logging.getLogger("mailscore.worker")
+METRICS_EVERY = 500
 
 
 def topic_path(settings: Settings, topic: str) -> str:
@@ -38,22 +41,37 @@ class Worker:
         self.publisher = publisher
         self.verdict_topic = topic_path(settings, settings.verdict_topic)
         self.dead_letter_topic = topic_path(settings, settings.dead_letter_topic)
+        self._handled = 0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Worker:
         from google.cloud import pubsub_v1
 
+        from mailscore.cache import BoundedCache
+        from mailscore.history import HistorySource
         from mailscore.model import load_model
         from mailscore.profiles import ProfileStore
         from mailscore.scoring import Scorer
 
         model = load_model(settings.model_dir)
         store = ProfileStore(settings)
+        cache = BoundedCache(settings.profile_cache_max_entries, settings.profile_cache_ttl_seconds)
         publisher = pubsub_v1.PublisherClient(
             batch_settings=pubsub_v1.types.BatchSettings(max_latency=0.002, max_messages=100)
         )
         log.info("worker ready", extra={"fields": {"model_version": model.version}})
-        return cls(settings, Scorer(settings, model, store.get), publisher)
+        return cls(settings, Scorer(settings, model, HistorySource(store.read, cache, min_timeout_s=settings.history_min_timeout_ms / 1000.0)), publisher)
+
+    def metrics(self) -> dict:
+        """Per-instance counters: messages handled and the profile cache's figures."""
+        history = getattr(self.scorer, "history", None)
+        cache = getattr(history, "cache", None)
+        out = {"handled": self._handled}
+        if cache is not None:
+            out["profile_cache"] = cache.stats().as_dict()
+        if history is not None:
+            out["bigtable_breaker_open"] = history.breaker.is_open
+        return out
 
     def handle_event(self, event: Any) -> dict:
         """Handle one CloudEvent; returns the verdict or the dead-letter record."""
@@ -67,9 +85,19 @@ class Worker:
 
     def handle(self, message: envelope.InboundMessage, received: float | None = None) -> dict:
         received = received or time.perf_counter()
+        budget_s = self.settings.latency_budget_ms / 1000.0
+        published = message.publish_time.timestamp() if message.publish_time is not None else time.time()
+        deadline = time.monotonic() + (published + budget_s - time.time())
         try:
             envelope.require_tenant(message)
-            verdict = self.scorer.score(message.data, tenant=message.tenant, message_id=message.message_id)
+            verdict = self.scorer.score(
+                message.data,
+                tenant=message.tenant,
+                message_id=message.message_id,
+                deadline=deadline,
+                recipient=message.attributes.get("recipient"),
+                observed_at=published,
+            )
         except InvalidMessage as exc:
             return self._dead_letter(message.data, message.attributes, message.pubsub_message_id, exc)
         except TransientError as exc:
@@ -84,6 +112,9 @@ class Worker:
             )
         attributes = {"tenant": message.tenant, "label": verdict["label"], "message_id": message.message_id}
         self._publish(self.verdict_topic, json.dumps(verdict, separators=(",", ":")).encode(), attributes)
+        self._handled += 1
+        if self._handled % METRICS_EVERY == 0:
+            log.info("worker metrics", extra={"fields": self.metrics()})
         log.info(
             "scored",
             extra={"fields": {

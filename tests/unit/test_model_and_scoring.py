@@ -16,6 +16,11 @@ from mailscore.scoring import Scorer, reason_code
 from mailscore.training import label_of
 from pathlib import Path
 
+from mailscore.history import HistorySource
+from mailscore.profiles import Snapshot
+
+EMPTY_HISTORY = HistorySource(lambda key, budget: Snapshot(History(), None))
+
 
 def test_card_records_schema_hash_and_holdout(model_dir, model):
     card = json.loads((model_dir / "model_card.json").read_text())
@@ -50,7 +55,7 @@ def test_missing_model_says_how_to_train(tmp_path):
 
 
 def test_phishing_fixture_scores_above_clean_mail_with_reasons(settings, model):
-    scorer = Scorer(settings, model, lambda tenant, address: History())
+    scorer = Scorer(settings, model, EMPTY_HISTORY)
     bad = scorer.score(PHISH, tenant="t", message_id="m1")
     good = scorer.score(make_email(), tenant="t", message_id="m2")
     assert bad["score"] > good["score"]
@@ -76,7 +81,7 @@ def test_degraded_without_history_or_sender(settings, model):
     scorer = Scorer(settings, model, None)
     verdict = scorer.score(make_email(), tenant="t", message_id="m")
     assert verdict["degraded"] and verdict["degraded_reasons"] == ["history_disabled"]
-    scorer = Scorer(settings, model, lambda t, a: History())
+    scorer = Scorer(settings, model, EMPTY_HISTORY)
     verdict = scorer.score(make_email(sender="a@one.example, b@two.example"), tenant="t", message_id="m")
     assert verdict["degraded_reasons"] == ["sender_unidentifiable"]
 
