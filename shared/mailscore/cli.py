@@ -90,16 +90,18 @@ def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
     from mailscore.topology import topic_path
     from mailscore.training import find_emails
 
+    from mailscore.claimcheck import make_publisher, publish_email
+
     _require_emulator("PUBSUB_EMULATOR_HOST", args.cloud)
     files = find_emails(args.paths)
-    publisher = pubsub_v1.PublisherClient()
+    publisher = make_publisher()
     topic = topic_path(settings, args.topic or settings.inbound_topic)
     futures = []
     for path in tqdm(files, desc="publishing", unit="msg", file=sys.stderr):
         attributes = {"tenant": args.tenant, "message_id": f"{args.prefix}{path.name}"}
         if args.recipient:
             attributes["recipient"] = args.recipient
-        futures.append(publisher.publish(topic, path.read_bytes() or b" ", **attributes))
+        futures.append(publish_email(publisher, topic, path.read_bytes(), attributes, settings))
     for future in futures:
         future.result(timeout=60)
     print(f"published {len(files)} emails to {topic}", file=sys.stderr)
@@ -148,6 +150,16 @@ def cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         subscriber.delete_subscription(request={"subscription": name})
         subscriber.close()
+    return EXIT_OK
+
+
+def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
+    from mailscore.replay import replay_dead_letters
+
+    _require_emulator("PUBSUB_EMULATOR_HOST", args.cloud)
+    counts = replay_dead_letters(settings, args.subscription, reasons=set(args.reason or ()), limit=args.max,
+                                 dry_run=args.dry_run, idle_seconds=args.idle_seconds)
+    print(json.dumps(counts, indent=2))
     return EXIT_OK
 
 
@@ -205,6 +217,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--count", type=int, default=0, help="stop after this many verdicts")
     p.add_argument("--cloud", action="store_true", help="allow real Google Cloud endpoints")
     p.set_defaults(func=cmd_tail)
+
+    p = sub.add_parser("replay", help="republish dead-lettered emails to the inbound topic after a fix")
+    p.add_argument("subscription", help="a pull subscription on the dead-letter topic (name or full path)")
+    p.add_argument("--reason", action="append", help="only records with this reason (repeatable); others are left unacked")
+    p.add_argument("--max", type=int, default=0, help="stop after this many (default: all)")
+    p.add_argument("--idle-seconds", type=float, default=5.0, help="stop when nothing arrives for this long")
+    p.add_argument("--dry-run", action="store_true", help="count what would be replayed; ack nothing")
+    p.add_argument("--cloud", action="store_true", help="allow real Google Cloud endpoints")
+    p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("run", help="the whole pipeline on the local emulators (what `make run` calls)")
     p.add_argument("paths", nargs="*", help=".eml files or folders (default: the shipped data/train)")

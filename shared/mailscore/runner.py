@@ -10,6 +10,7 @@ started is stopped on the way out, on success, failure or Ctrl-C.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -21,36 +22,20 @@ import threading
 import time
 import uuid
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from mailscore import emulators as emu
+from mailscore.claimcheck import make_publisher, publish_email
+from mailscore.collector import Collector, Sent
 from mailscore.errors import MailscoreError
 from mailscore.model import auc, precision_recall
 from mailscore.settings import Settings, env_var
 from mailscore.training import find_emails, label_of
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-DLQ_SOURCE_ATTR = "CloudPubSubDeadLetterSourceDeliveryCount"
 log = logging.getLogger("mailscore.runner")
-
-
-@dataclass
-class Sent:
-    file: str
-    message_id: str
-    expected: int | None
-    published_at: float = 0.0
-
-
-@dataclass
-class Collected:
-    records: dict[str, dict] = field(default_factory=dict)
-    duplicates: int = 0
-    unknown: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 def serve_function(env: dict[str, str], port: int, log_path: Path, workers: int = 2, threads: int = 4,
@@ -85,56 +70,11 @@ def wait_until_serving(port: int, server: subprocess.Popen, timeout: float = 120
     raise MailscoreError(f"the scoring function did not answer within {timeout:.0f}s")
 
 
-def _collect(subscriber, subscription: str, kind: str, sent: dict[str, Sent], collected: Collected,
-             stop: threading.Event, progress) -> None:
-    from google.api_core import exceptions as gexc
-
-    while not stop.is_set():
-        try:
-            response = subscriber.pull(request={"subscription": subscription, "max_messages": 100}, timeout=5)
-        except (gexc.DeadlineExceeded, gexc.ServiceUnavailable):
-            continue
-        now = time.time()
-        if not response.received_messages:
-            continue
-        ack_ids = []
-        for received in response.received_messages:
-            ack_ids.append(received.ack_id)
-            message = received.message
-            attributes = dict(message.attributes)
-            message_id = attributes.get("message_id", "")
-            entry = sent.get(message_id)
-            with collected.lock:
-                if entry is None:
-                    collected.unknown += 1
-                    continue
-                if message_id in collected.records:
-                    collected.duplicates += 1
-                    continue
-                record: dict = {"file": entry.file, "message_id": message_id}
-                if kind == "verdict":
-                    verdict = json.loads(message.data)
-                    record.update(status="verdict", **{k: v for k, v in verdict.items() if k not in ("message_id",)})
-                else:
-                    reason = attributes.get("reason") or (
-                        "delivery_attempts_exhausted" if DLQ_SOURCE_ATTR in attributes else "unknown"
-                    )
-                    record.update(status="dead_letter", tenant=attributes.get("tenant", ""), reason=reason,
-                                  stage=attributes.get("stage", "delivery"), detail=attributes.get("detail", ""))
-                record["latency_ms"] = round((now - entry.published_at) * 1000.0, 3)
-                if entry.expected is not None:
-                    record["expected"] = "phishing" if entry.expected else "legitimate"
-                collected.records[message_id] = record
-            if progress is not None:
-                progress.update(1)
-        subscriber.acknowledge(request={"subscription": subscription, "ack_ids": ack_ids})
-
-
 def percentile(values: list[float], q: float) -> float | None:
     return round(float(np.percentile(values, q)), 3) if values else None
 
 
-def summarise(sent: list[Sent], collected: Collected, started: float, finished: float, model_version: str) -> dict:
+def summarise(sent: list[Sent], collected: Collector, started: float, finished: float, model_version: str) -> dict:
     records = [collected.records[s.message_id] for s in sent if s.message_id in collected.records]
     verdicts = [r for r in records if r["status"] == "verdict"]
     dead = [r for r in records if r["status"] == "dead_letter"]
@@ -147,6 +87,7 @@ def summarise(sent: list[Sent], collected: Collected, started: float, finished: 
         "dead_letter_reasons": dict(Counter(r["reason"] for r in dead)),
         "lost": len(sent) - len(records),
         "duplicates": collected.duplicates,
+        "dead_letter_after_verdict": collected.dead_letter_after_verdict,
         "labels": dict(Counter(r["label"] for r in verdicts)),
         "degraded": sum(1 for r in verdicts if r.get("degraded")),
         "model_version": model_version,
@@ -230,6 +171,8 @@ def run(
     from mailscore.model import load_model
 
     settings = settings or Settings.from_env()
+    if not settings.claim_check_location:  # a local folder stands in for the claim-check bucket
+        settings = dataclasses.replace(settings, claim_check_location=str((out_dir / "claim-check").resolve()))
     if not (os.environ.get("PUBSUB_EMULATOR_HOST") and os.environ.get("BIGTABLE_EMULATOR_HOST")):
         emu.binaries()  # fail first, with the install hint, before any work
     files = find_emails(corpus)
@@ -267,7 +210,7 @@ def run(
         port = emu.free_port()
         env = {**emulators.env(), env_var("model_dir"): str(model_dir.resolve()), env_var("project_id"): settings.project_id}
         for name in ("inbound_topic", "verdict_topic", "dead_letter_topic", "bigtable_instance", "profile_table",
-                     "latency_budget_ms"):
+                     "latency_budget_ms", "claim_check_location", "claim_check_threshold_bytes"):
             env[env_var(name)] = str(getattr(settings, name))
         server = serve_function(env, port, log_dir / "function.log", workers, threads)
         update_port = emu.free_port()
@@ -284,20 +227,18 @@ def run(
             for i, path in enumerate(files)
         ]
         by_id = {s.message_id: s for s in sent}
-        collected = Collected()
+        bar = tqdm(total=len(sent), desc="verdicts", unit="msg", disable=not progress, file=sys.stderr)
+        collected = Collector(by_id, progress=bar)
         stop = threading.Event()
         subscriber = pubsub_v1.SubscriberClient()
-        bar = tqdm(total=len(sent), desc="verdicts", unit="msg", disable=not progress, file=sys.stderr)
         collectors = [
-            threading.Thread(target=_collect, args=(subscriber, subs.verdicts, "verdict", by_id, collected, stop, bar), daemon=True),
-            threading.Thread(target=_collect, args=(subscriber, subs.dead_letter, "dead_letter", by_id, collected, stop, bar), daemon=True),
+            threading.Thread(target=collected.pull_loop, args=(subscriber, subs.verdicts, "verdict", stop), daemon=True),
+            threading.Thread(target=collected.pull_loop, args=(subscriber, subs.dead_letter, "dead_letter", stop), daemon=True),
         ]
         for thread in collectors:
             thread.start()
 
-        publisher = pubsub_v1.PublisherClient(
-            batch_settings=pubsub_v1.types.BatchSettings(max_messages=100, max_latency=0.005)
-        )
+        publisher = make_publisher()
         inbound = topology.topic_path(settings, settings.inbound_topic)
         started = time.time()
         futures = []
@@ -306,23 +247,13 @@ def run(
             attributes = {"tenant": tenant, "message_id": entry.message_id,
                           "received_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
             entry.published_at = time.time()
-            futures.append(publisher.publish(inbound, data or b" ", **attributes))
+            futures.append(publish_email(publisher, inbound, data, attributes, settings))
         for future in futures:
             future.result(timeout=60)
 
-        last_count, last_change = 0, time.monotonic()
-        while True:
-            with collected.lock:
-                count = len(collected.records)
-            if count >= len(sent):
-                break
-            if count != last_count:
-                last_count, last_change = count, time.monotonic()
-            elif time.monotonic() - last_change > stall_seconds:
-                print(f"\nno progress for {stall_seconds:.0f}s: {len(sent) - count} emails have no record",
-                      file=sys.stderr)
-                break
-            time.sleep(0.05)
+        if not collected.wait(len(sent), stall_seconds):
+            print(f"\nno progress for {stall_seconds:.0f}s: {len(sent) - len(collected)} emails have no record",
+                  file=sys.stderr)
         finished = max((r["latency_ms"] / 1000.0 + by_id[m].published_at for m, r in collected.records.items()),
                        default=time.time())
         stop.set()

@@ -15,17 +15,23 @@ Delivery semantics:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
 from typing import Any
 
-from mailscore import envelope
+from mailscore import claimcheck, envelope
 from mailscore.errors import InvalidMessage, TransientError
 from mailscore.settings import Settings
 
 log = logging.getLogger("mailscore.worker")
 METRICS_EVERY = 500
+
+
+def verdict_id(tenant: str, message_id: str, model_version: str) -> str:
+    """Deterministic: a redelivered message scored again gets the same id, so consumers can deduplicate."""
+    return hashlib.sha256(f"{tenant}\x00{message_id}\x00{model_version}".encode("utf-8")).hexdigest()[:32]
 
 
 def topic_path(settings: Settings, topic: str) -> str:
@@ -35,8 +41,9 @@ def topic_path(settings: Settings, topic: str) -> str:
 class Worker:
     """Everything one function instance loads once: settings, model, clients."""
 
-    def __init__(self, settings: Settings, scorer: Any, publisher: Any) -> None:
+    def __init__(self, settings: Settings, scorer: Any, publisher: Any, claim_store: Any = None) -> None:
         self.settings = settings
+        self.claim_store = claim_store
         self.scorer = scorer
         self.publisher = publisher
         self.verdict_topic = topic_path(settings, settings.verdict_topic)
@@ -48,6 +55,7 @@ class Worker:
         from google.cloud import pubsub_v1
 
         from mailscore.cache import BoundedCache
+        from mailscore.claimcheck import ObjectStore
         from mailscore.history import HistorySource
         from mailscore.model import load_model
         from mailscore.profiles import ProfileStore
@@ -60,7 +68,9 @@ class Worker:
             batch_settings=pubsub_v1.types.BatchSettings(max_latency=0.002, max_messages=100)
         )
         log.info("worker ready", extra={"fields": {"model_version": model.version}})
-        return cls(settings, Scorer(settings, model, HistorySource(store.read, cache, min_timeout_s=settings.history_min_timeout_ms / 1000.0)), publisher)
+        claim_store = ObjectStore(settings.claim_check_location) if settings.claim_check_location else None
+        history = HistorySource(store.read, cache, min_timeout_s=settings.history_min_timeout_ms / 1000.0)
+        return cls(settings, Scorer(settings, model, history), publisher, claim_store)
 
     def metrics(self) -> dict:
         """Per-instance counters: messages handled and the profile cache's figures."""
@@ -90,6 +100,8 @@ class Worker:
         deadline = time.monotonic() + (published + budget_s - time.time())
         try:
             envelope.require_tenant(message)
+            if claimcheck.ATTR_URI in message.attributes:
+                message.data = claimcheck.fetch(self.claim_store, message.attributes)
             verdict = self.scorer.score(
                 message.data,
                 tenant=message.tenant,
@@ -110,7 +122,9 @@ class Worker:
             verdict["timings"]["since_publish_ms"] = round(
                 (time.time() - message.publish_time.timestamp()) * 1000.0, 3
             )
-        attributes = {"tenant": message.tenant, "label": verdict["label"], "message_id": message.message_id}
+        verdict["verdict_id"] = verdict_id(message.tenant, message.message_id, verdict["model_version"])
+        attributes = {"tenant": message.tenant, "label": verdict["label"], "message_id": message.message_id,
+                      "verdict_id": verdict["verdict_id"]}
         self._publish(self.verdict_topic, json.dumps(verdict, separators=(",", ":")).encode(), attributes)
         self._handled += 1
         if self._handled % METRICS_EVERY == 0:
