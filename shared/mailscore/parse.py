@@ -88,13 +88,13 @@ def parse_email(raw: bytes, limits: ParseLimits | None = None) -> ParsedEmail:
     limits = limits or ParseLimits()
     if not isinstance(raw, (bytes, bytearray)):
         raise InvalidMessage("not_bytes", f"expected bytes, got {type(raw).__name__}", stage="parse")
-    raw = bytes(raw)
-    if not raw.strip():
-        raise InvalidMessage("empty_message", "the message has no bytes", stage="parse")
     parsed = ParsedEmail(size=len(raw))
-    if len(raw) > limits.max_message_bytes:
+    if len(raw) > limits.max_message_bytes:  # bound first: nothing below sees more than this
         parsed.defects.add("message_truncated")
         raw = raw[: limits.max_message_bytes]
+    raw = bytes(raw)
+    if not raw[:65536].strip() and not raw.strip():
+        raise InvalidMessage("empty_message", "the message has no bytes", stage="parse")
 
     header_block, body = _split_header_block(raw, limits, parsed.defects)
     parsed.headers = _parse_headers(header_block, limits, parsed.defects)
@@ -225,6 +225,7 @@ def _parse_body(parsed: ParsedEmail, body: bytes, limits: ParseLimits) -> None:
         parsed.defects.add("body_scan_truncated")
         body = body[: limits.max_body_scan_bytes]
     body, stuffed = _SEMICOLON_RUN.subn(b"; ", body)
+    body = _bound_containers(body, limits, parsed.defects)
     mime_head = []
     for name, value in parsed.headers:
         if name in _MIME_HEADERS:
@@ -289,6 +290,24 @@ def _parse_body(parsed: ParsedEmail, body: bytes, limits: ParseLimits) -> None:
         (html_parts if ctype == "text/html" else text_parts).append(text)
     parsed.text = "\n".join(text_parts)
     parsed.html = "\n".join(html_parts)
+
+
+_BOUNDARY_PARAM = re.compile(rb"(?i)boundary\s*=")
+
+
+def _bound_containers(body: bytes, limits: ParseLimits, defects: set[str]) -> bytes:
+    """Cut the body before the container that would exceed the part budget.
+
+    The stdlib parser's cost grows with the number of nested multipart
+    boundaries it must track (a nesting bomb of a few hundred levels takes
+    hundreds of ms), so containers beyond the limit are never handed to it.
+    """
+    allowed = limits.max_mime_depth * 2
+    for count, match in enumerate(_BOUNDARY_PARAM.finditer(body), start=1):
+        if count > allowed:
+            defects.add("mime_depth_exceeded")
+            return body[: body.rfind(b"\n", 0, match.start()) + 1]
+    return body
 
 
 def _safe(call, default):
