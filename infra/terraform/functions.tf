@@ -47,6 +47,11 @@ resource "google_storage_bucket_object" "source" {
   bucket       = google_storage_bucket.source.name
   source       = local.package_path[each.key]
   content_type = "application/zip"
+
+  # The function keeps pointing at the old object until the new one exists.
+  lifecycle {
+    create_before_destroy = true
+  }
 }
 
 resource "google_cloudfunctions2_function" "fn" {

@@ -88,12 +88,14 @@ resource "google_service_account" "push" {
   description  = "OIDC identity of the ${each.value.subscription} push subscription; may invoke ${each.key} only."
 }
 
-resource "google_cloud_run_v2_service_iam_member" "push_invoker" {
+# A 2nd gen function is invoked through its Cloud Run service: run.invoker
+# goes on that service (service_config.service names it).
+resource "google_cloud_run_service_iam_member" "push_invoker" {
   for_each = local.functions
 
   project  = var.project_id
   location = var.region
-  name     = google_cloudfunctions2_function.fn[each.key].service_config[0].service
+  service  = google_cloudfunctions2_function.fn[each.key].service_config[0].service
   role     = "roles/run.invoker"
   member   = google_service_account.push[each.key].member
 }

@@ -69,7 +69,7 @@ resource "google_pubsub_subscription" "push" {
   }
 
   depends_on = [
-    google_cloud_run_v2_service_iam_member.push_invoker,
+    google_cloud_run_service_iam_member.push_invoker,
     google_pubsub_topic_iam_member.dead_letter_agent_publisher,
   ]
 }

@@ -287,10 +287,10 @@ def test_push_subscriptions_authenticate_as_their_own_invoker(tf):
     assert push["push_endpoint"] == "${google_cloudfunctions2_function.fn[each.key].service_config[0].uri}"
     oidc = _block(push, "oidc_token")
     assert oidc["service_account_email"] == "${google_service_account.push[each.key].email}"
-    invoker = tf.resource("google_cloud_run_v2_service_iam_member", "push_invoker")
+    invoker = tf.resource("google_cloud_run_service_iam_member", "push_invoker")
     assert invoker["role"] == "roles/run.invoker"
     assert invoker["member"] == "${google_service_account.push[each.key].member}"
-    assert invoker["name"] == "${google_cloudfunctions2_function.fn[each.key].service_config[0].service}"
+    assert invoker["service"] == "${google_cloudfunctions2_function.fn[each.key].service_config[0].service}"
 
 
 def test_pubsub_service_agent_can_dead_letter(tf):
@@ -355,7 +355,7 @@ def _grants(tf: Module) -> list[tuple[str, str, str, str]]:
     for (type_, _), body in tf.resources.items():
         if not type_.endswith("_iam_member"):
             continue
-        target = next((body[k] for k in ("topic", "subscription", "table", "bucket", "repository", "name",
+        target = next((body[k] for k in ("topic", "subscription", "table", "bucket", "repository", "service",
                                          "service_account_id", "project") if k in body), "")
         out.append((type_, target, body["role"], body["member"]))
     return out
