@@ -7,13 +7,23 @@ CORPUS ?=
 OUT ?= out
 HISTORY ?=
 PYTEST_ARGS ?=
+# Deployment (infra/terraform): packages, checks, plan/apply.
+PACKAGE_DIR ?= out/package
+MODEL_DIR ?= models/active
+TF_DIR := infra/terraform
+TERRAFORM ?= terraform
+CHECKOV_VENV ?= .venv-checkov
+CHECKOV_ENV := CKV_SKIP_PACKAGE_UPDATE_CHECK=true BC_SKIP_MAPPING=TRUE
 
-.PHONY: venv run test test-unit train score clean help
+.PHONY: venv run test test-unit train score clean help package lint-infra fmt-infra checkov plan deploy
 
 help:
 	@echo "make run [CORPUS=DIR] [OUT=DIR] [HISTORY=DIR|none]  score emails end to end on the emulators"
 	@echo "make test                                          unit + emulator tests"
 	@echo "make train [CORPUS=DIR]                            train models/active on phish/ and ham/ folders"
+	@echo "make package [MODEL_DIR=DIR]                       build out/package/<function>.zip deterministically"
+	@echo "make lint-infra                                    terraform fmt, checkov and the Terraform static tests"
+	@echo "make plan | make deploy [AUTO_APPROVE=1]           terraform plan/apply of infra/terraform (needs credentials)"
 
 # The stamp is rebuilt only when the pinned requirements change: the second run is instant.
 $(BIN)/.installed: requirements.txt requirements-dev.txt pyproject.toml
@@ -37,3 +47,45 @@ train: venv
 
 clean:
 	rm -rf $(OUT) .pytest_cache
+
+# One zip per functions/<name>/: the function, the shared package and (for
+# score_email) the model. Same source, same bytes; see infra/package_functions.py.
+package:
+	$(PYTHON) infra/package_functions.py --out $(PACKAGE_DIR) --model-dir $(MODEL_DIR)
+
+# checkov lives in its own virtualenv: its pins (packaging<24, boto3, ...)
+# must not meet the project's. Rebuilt only when its pins change.
+$(CHECKOV_VENV)/bin/.installed: infra/requirements-checkov.txt
+	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r infra/requirements-checkov.txt
+	@touch $@
+
+# Offline: --skip-download and the two variables keep checkov from calling
+# its platform or PyPI; the policies it runs ship inside the package.
+checkov: $(CHECKOV_VENV)/bin/.installed
+	$(CHECKOV_ENV) $(CHECKOV_VENV)/bin/checkov --directory $(TF_DIR) --framework terraform \
+		--skip-download --download-external-modules false --compact --quiet
+
+fmt-infra:
+	$(TERRAFORM) fmt -recursive $(TF_DIR)
+
+# terraform fmt needs only the terraform binary (no provider, no network).
+# Without terraform the fmt check is skipped, loudly; checkov and the static
+# tests still run.
+lint-infra: venv checkov
+	@if command -v $(TERRAFORM) >/dev/null 2>&1; then \
+		echo "lint-infra: $(TERRAFORM) fmt -check -recursive $(TF_DIR)"; \
+		$(TERRAFORM) fmt -check -recursive -diff $(TF_DIR) || { echo "lint-infra: run 'make fmt-infra'"; exit 1; }; \
+	else \
+		echo "################################################################"; \
+		echo "lint-infra: WARNING: terraform not installed; fmt check SKIPPED"; \
+		echo "################################################################"; \
+	fi
+	$(BIN)/python -m pytest tests/unit/test_terraform.py tests/unit/test_package.py $(PYTEST_ARGS)
+
+# Need Google Cloud credentials; they stop with what is missing otherwise.
+plan: package
+	PACKAGE_DIR=$(PACKAGE_DIR) infra/scripts/terraform.sh plan
+
+deploy: package
+	PACKAGE_DIR=$(PACKAGE_DIR) infra/scripts/terraform.sh apply
