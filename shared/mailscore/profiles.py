@@ -156,6 +156,35 @@ class ProfileStore:
         cells = {cell.qualifier.decode(): decode_int(cell.value) for cell in row if cell.family == FAMILY}
         return history_from_cells(cells)
 
+    def get_many(self, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], History]:
+        """Histories for many (tenant, address) pairs in one ``read_rows`` query.
+
+        Every pair gets an entry (an empty History when its row does not
+        exist); TransientError as for ``get``.
+        """
+        from google.cloud.bigtable.data import ReadRowsQuery, row_filters
+
+        keys: dict[bytes, list[tuple[str, str]]] = {}
+        for tenant, address in pairs:
+            keys.setdefault(row_key(tenant, address), []).append((tenant, address))
+        result = {pair: History() for pairs_of_key in keys.values() for pair in pairs_of_key}
+        if not keys:
+            return result
+        query = ReadRowsQuery(row_keys=list(keys), row_filter=row_filters.CellsColumnLimitFilter(1))
+        try:
+            rows = self._table.read_rows(
+                query,
+                operation_timeout=self.settings.bigtable_operation_timeout_seconds,
+                attempt_timeout=self.settings.bigtable_attempt_timeout_seconds,
+            )
+        except Exception as exc:  # noqa: BLE001 - every client failure is retryable here
+            raise TransientError(f"bigtable read failed: {type(exc).__name__}") from exc
+        for row in rows:
+            cells = {cell.qualifier.decode(): decode_int(cell.value) for cell in row if cell.family == FAMILY}
+            for pair in keys.get(row.row_key, ()):
+                result[pair] = history_from_cells(cells)
+        return result
+
     def write(self, profiles: Iterable[tuple[str, str, Profile]], batch: int = 500) -> int:
         """Write whole profiles (tenant, address, profile); returns rows written."""
         from google.cloud.bigtable.data import RowMutationEntry, SetCell

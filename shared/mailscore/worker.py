@@ -95,13 +95,7 @@ class Worker:
         return verdict
 
     def _dead_letter(self, raw: bytes, attributes: dict[str, str], pubsub_id: str, exc: InvalidMessage) -> dict:
-        record = {
-            **attributes,
-            "reason": exc.reason,
-            "stage": exc.stage,
-            "detail": exc.detail[:200],
-            "pubsub_message_id": pubsub_id,
-        }
+        record = dead_letter_attributes(attributes, pubsub_id, exc)
         self._publish(self.dead_letter_topic, raw or b"-", record)
         log.warning(
             "dead-lettered",
@@ -119,6 +113,17 @@ class Worker:
     @staticmethod
     def _ids(message: envelope.InboundMessage, **more: Any) -> dict:
         return {"tenant": message.tenant, "message_id": message.message_id, **more}
+
+
+def dead_letter_attributes(attributes: dict[str, str], pubsub_id: str, exc: InvalidMessage) -> dict[str, str]:
+    """The dead-letter message's attributes: the original ones plus why (shared by every worker)."""
+    return {
+        **attributes,
+        "reason": exc.reason,
+        "stage": exc.stage,
+        "detail": exc.detail[:200],
+        "pubsub_message_id": pubsub_id,
+    }
 
 
 def _event_bytes(event: Any) -> bytes:
