@@ -8,12 +8,13 @@ OUT ?= out
 HISTORY ?=
 PYTEST_ARGS ?=
 
-.PHONY: venv run test test-unit train score clean help
+.PHONY: venv run test test-unit train score bench clean help
 
 help:
 	@echo "make run [CORPUS=DIR] [OUT=DIR] [HISTORY=DIR|none]  score emails end to end on the emulators"
 	@echo "make test                                          unit + emulator tests"
 	@echo "make train [CORPUS=DIR]                            train models/active on phish/ and ham/ folders"
+	@echo "make bench [BENCH_COUNT=N] [BENCH_ARGS=...]         throughput/latency per mode -> out/bench.json, out/bench.png"
 
 # The stamp is rebuilt only when the pinned requirements change: the second run is instant.
 $(BIN)/.installed: requirements.txt requirements-dev.txt pyproject.toml
@@ -31,6 +32,11 @@ test: venv
 
 test-unit: venv
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+# Corpus: ../shared/corpus when present, else data/train (see shared/mailscore/bench.py).
+BENCH_ARGS ?=
+bench: venv
+	$(BIN)/python -m mailscore.bench --out $(OUT) $(BENCH_ARGS)
 
 train: venv
 	$(BIN)/mailscore train $(or $(CORPUS),data/train)
