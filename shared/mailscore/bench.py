@@ -367,7 +367,7 @@ class Bench:
         model = load_model(model_dir)
 
         result: dict = {"corpus": str(corpus), "emails": len(raws), "machine": {"cpus": os.cpu_count()},
-                        "model_version": model.version, "compiled_predict_single_row": self.args.evaluator_note}
+                        "model_version": model.version, "single_row_evaluator": model.evaluator is not None}
         self.say("in-process scoring cost vs bare parses ...")
         result["in_process"] = inprocess(raws, self.settings, model, reps=self.args.reps, progress=self.say)
         self.say(f"scoring/compat32 parse = {result['in_process']['scoring_over_compat32_parse']}")
@@ -609,7 +609,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--consume", choices=("ceiling", "baseline", "batched"), help=argparse.SUPPRESS)
     parser.add_argument("--subscription", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    args.evaluator_note = None
     if args.consume:
         return _consume(args)
 
