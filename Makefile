@@ -15,7 +15,7 @@ TERRAFORM ?= terraform
 CHECKOV_VENV ?= .venv-checkov
 CHECKOV_ENV := CKV_SKIP_PACKAGE_UPDATE_CHECK=true BC_SKIP_MAPPING=TRUE
 
-.PHONY: venv run test test-unit train score clean help package lint-infra fmt-infra checkov plan deploy
+.PHONY: venv run test test-unit train score bench chaos fuzz audit clean help package lint-infra fmt-infra checkov plan deploy
 
 help:
 	@echo "make run [CORPUS=DIR] [OUT=DIR] [HISTORY=DIR|none]  score emails end to end on the emulators"
@@ -24,6 +24,7 @@ help:
 	@echo "make package [MODEL_DIR=DIR]                       build out/package/<function>.zip deterministically"
 	@echo "make lint-infra                                    terraform fmt, checkov and the Terraform static tests"
 	@echo "make plan | make deploy [AUTO_APPROVE=1]           terraform plan/apply of infra/terraform (needs credentials)"
+	@echo "make bench [BENCH_COUNT=N] [BENCH_ARGS=...]         throughput/latency per mode -> out/bench.json, out/bench.png"
 
 # The stamp is rebuilt only when the pinned requirements change: the second run is instant.
 $(BIN)/.installed: requirements.txt requirements-dev.txt pyproject.toml
@@ -41,6 +42,11 @@ test: venv
 
 test-unit: venv
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+# Corpus: ../shared/corpus when present, else data/train (see shared/mailscore/bench.py).
+BENCH_ARGS ?=
+bench: venv
+	$(BIN)/python -m mailscore.bench --out $(OUT) $(BENCH_ARGS)
 
 train: venv
 	$(BIN)/mailscore train $(or $(CORPUS),data/train)

@@ -180,6 +180,51 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK if summary["lost"] == 0 else EXIT_DEPENDENCY
 
 
+def cmd_batch_worker(args: argparse.Namespace, settings: Settings) -> int:
+    import signal
+
+    from mailscore.batch_worker import BatchWorker
+
+    _require_emulator("PUBSUB_EMULATOR_HOST", args.cloud)
+    _require_emulator("BIGTABLE_EMULATOR_HOST", args.cloud)
+    if args.processes > 1:
+        return _run_processes(args)
+    options = {"pull_threads": args.pull_threads, "max_wait_ms": args.max_wait_ms}
+    if args.subscription:
+        from mailscore.topology import subscription_path
+
+        options["subscription"] = subscription_path(settings, args.subscription)
+    worker = BatchWorker.from_settings(settings, **options)
+    # SIGTERM (Cloud Run, GKE) and Ctrl-C stop pulling and drain what is in flight.
+    signal.signal(signal.SIGTERM, lambda signum, frame: worker.stop())
+    signal.signal(signal.SIGINT, lambda signum, frame: worker.stop())
+    counts = worker.run(seconds=args.seconds or None)
+    print(json.dumps(counts), file=sys.stderr)
+    return EXIT_OK
+
+
+def _run_processes(args: argparse.Namespace) -> int:
+    """Several single-process workers side by side; SIGTERM is passed on to each."""
+    import signal
+    import subprocess
+
+    argv = [sys.executable, "-m", "mailscore.cli", "batch-worker", "--processes", "1",
+            "--pull-threads", str(args.pull_threads), "--max-wait-ms", str(args.max_wait_ms)]
+    argv += ["--seconds", str(args.seconds)] if args.seconds else []
+    argv += ["--subscription", args.subscription] if args.subscription else []
+    argv += ["--cloud"] if args.cloud else []
+    children = [subprocess.Popen(argv) for _ in range(args.processes)]
+
+    def forward(signum, frame):
+        for child in children:
+            child.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    codes = [child.wait() for child in children]
+    return max(codes)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mailscore", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -226,6 +271,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="count what would be replayed; ack nothing")
     p.add_argument("--cloud", action="store_true", help="allow real Google Cloud endpoints")
     p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("batch-worker", help="the micro-batched worker: pull, score in batches, publish, ack")
+    p.add_argument("--subscription", help="pull subscription name (default: MAILSCORE_BATCH_SUBSCRIPTION)")
+    p.add_argument("--processes", type=int, default=1, help="worker processes (default 1)")
+    p.add_argument("--pull-threads", type=int, default=4, help="concurrent synchronous pulls per process")
+    p.add_argument("--max-wait-ms", type=float, default=20.0, help="longest a batch waits to fill")
+    p.add_argument("--seconds", type=float, default=0, help="stop (and drain) after this long (default: until SIGTERM)")
+    p.add_argument("--cloud", action="store_true", help="allow real Google Cloud endpoints")
+    p.set_defaults(func=cmd_batch_worker)
 
     p = sub.add_parser("run", help="the whole pipeline on the local emulators (what `make run` calls)")
     p.add_argument("paths", nargs="*", help=".eml files or folders (default: the shipped data/train)")

@@ -13,17 +13,20 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from mailscore.errors import ModelError
 from mailscore.features import FEATURE_NAMES, SCHEMA_VERSION
+from mailscore.trees import TreeEvaluator, sigmoid
 
 MODEL_FILE = "model.ubj"
 CARD_FILE = "model_card.json"
 DEFAULT_THRESHOLDS = {"suspicious": 0.5, "phishing": 0.85}
+# Up to this many rows the numpy evaluator beats the booster's fixed per-call cost.
+SMALL_BATCH_ROWS = 4
 
 
 @dataclass
@@ -31,14 +34,28 @@ class Model:
     booster: object  # xgboost.Booster
     card: dict
     version: str
+    # Bit-identical margins for single rows; None when the booster's trees cannot be
+    # reproduced exactly (then every call goes to the booster).
+    evaluator: TreeEvaluator | None = field(default=None, repr=False)
 
     @property
     def thresholds(self) -> dict[str, float]:
         return dict(self.card.get("thresholds", DEFAULT_THRESHOLDS))
 
     def predict(self, rows: np.ndarray) -> np.ndarray:
-        """Probability of phishing for each row of a 2-D float32 array."""
-        return np.asarray(self.booster.inplace_predict(rows, validate_features=False), dtype=np.float64)
+        """Probability of phishing for each row of a 2-D float32 array.
+
+        Every path computes the margin exactly as the booster does and applies
+        the same sigmoid, so a message scores the same alone or in a batch.
+        """
+        return sigmoid(self.margins(rows))
+
+    def margins(self, rows: np.ndarray) -> np.ndarray:
+        """Log-odds for each row: the numpy evaluator for a few rows, the booster for more."""
+        if self.evaluator is not None and len(rows) <= SMALL_BATCH_ROWS:
+            return np.array([self.evaluator.margin(row) for row in rows], dtype=np.float32)
+        margins = self.booster.inplace_predict(rows, validate_features=False, predict_type="margin")
+        return np.asarray(margins, dtype=np.float32).reshape(len(rows))
 
     def contributions(self, rows: np.ndarray) -> np.ndarray:
         """Exact tree SHAP values (log-odds), one column per feature plus the bias."""
@@ -85,8 +102,12 @@ def load_model(model_dir: str | Path) -> Model:
     except xgb.core.XGBoostError as exc:
         raise ModelError(f"{model_path} is not an XGBoost model: {exc}") from exc
     booster.set_param({"nthread": 1})
-    model = Model(booster, card, card.get("model_version") or version_of(digest))
-    model.predict(np.zeros((1, len(FEATURE_NAMES)), dtype=np.float32))  # warm up
+    evaluator = TreeEvaluator.from_booster(booster, len(FEATURE_NAMES))
+    model = Model(booster, card, card.get("model_version") or version_of(digest), evaluator)
+    # Warm up both paths (the booster's first call allocates its predictor).
+    warm = np.zeros((SMALL_BATCH_ROWS + 1, len(FEATURE_NAMES)), dtype=np.float32)
+    model.predict(warm)
+    model.predict(warm[:1])
     return model
 
 

@@ -83,6 +83,34 @@ def create_subscriptions(settings: Settings, push_endpoint: str, suffix: str = "
     return subs
 
 
+def create_batch_subscription(settings: Settings, suffix: str = "") -> str:
+    """The micro-batched worker's pull subscription on the inbound topic (same retry and dead-letter policy)."""
+    from google.api_core.exceptions import AlreadyExists
+    from google.cloud import pubsub_v1
+    from google.protobuf import duration_pb2
+
+    subscriber = pubsub_v1.SubscriberClient()
+    name = subscription_path(settings, settings.batch_subscription + suffix)
+    try:
+        subscriber.create_subscription(request={
+            "name": name,
+            "topic": topic_path(settings, settings.inbound_topic),
+            "ack_deadline_seconds": 60,
+            "dead_letter_policy": {
+                "dead_letter_topic": topic_path(settings, settings.dead_letter_topic),
+                "max_delivery_attempts": MAX_DELIVERY_ATTEMPTS,
+            },
+            "retry_policy": {
+                "minimum_backoff": duration_pb2.Duration(seconds=RETRY_MIN_BACKOFF_S),
+                "maximum_backoff": duration_pb2.Duration(seconds=RETRY_MAX_BACKOFF_S),
+            },
+        })
+    except AlreadyExists:
+        pass
+    subscriber.close()
+    return name
+
+
 def create_update_subscription(settings: Settings, push_endpoint: str, suffix: str = "") -> str:
     """The profile updater's push subscription on the verdict topic (retry + dead-letter policy)."""
     from google.api_core.exceptions import AlreadyExists

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
-from html.parser import HTMLParser
+from html import unescape
 from urllib.parse import urlsplit
 
 from publicsuffixlist import PublicSuffixList
@@ -59,7 +60,14 @@ def registrable_domain(host: str) -> str:
         return host
 
 
+_NON_ADDRESS_CHAR = re.compile(r"[^0-9a-fx:.\[\]]")
+
+
+@lru_cache(maxsize=65536)
 def _is_ip(host: str) -> bool:
+    lowered = host.lower()
+    if "%" not in lowered and _NON_ADDRESS_CHAR.search(lowered):
+        return False  # a character no address form has (most hosts: a TLD letter past f)
     try:
         ipaddress.ip_address(host.strip("[]"))
         return True
@@ -80,42 +88,6 @@ def _make_link(url: str) -> Link | None:
     return Link(url=url, host=host, domain=registrable_domain(host), is_ip=_is_ip(host))
 
 
-class _AnchorParser(HTMLParser):
-    def __init__(self, limit: int) -> None:
-        super().__init__(convert_charrefs=True)
-        self.limit = limit
-        self.links: list[Link] = []
-        self.text: list[str] = []
-        self._href: str | None = None
-        self._anchor: list[str] = []
-        self.forms = 0
-        self.scripts = 0
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "a":
-            self._href = dict(attrs).get("href") or None
-            self._anchor = []
-        elif tag == "form":
-            self.forms += 1
-        elif tag == "script":
-            self.scripts += 1
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "a" and self._href is not None:
-            link = _make_link(self._href.strip())
-            if link and len(self.links) < self.limit:
-                shown = _DOMAINISH.match(" ".join(self._anchor).strip())
-                if shown:
-                    link.anchor_domain = registrable_domain(shown.group(1))
-                self.links.append(link)
-            self._href = None
-
-    def handle_data(self, data: str) -> None:
-        self.text.append(data)
-        if self._href is not None:
-            self._anchor.append(data)
-
-
 @dataclass
 class HtmlView:
     text: str
@@ -124,15 +96,78 @@ class HtmlView:
     scripts: int
 
 
+# The HTML reader is a handful of bounded regex scans, not a tokenizer: the
+# features need the visible text (for its length and its terms), the anchors
+# with the domain their text shows, and how many forms and scripts there are.
+# Every scan moves forward, so hostile markup (unclosed comments, thousands of
+# opening tags) costs time linear in its length.
+_COMMENT_OPEN = "<!--"
+_COMMENT_CLOSE = "-->"
+_HIDDEN_OPEN = re.compile(r"(?i)<(script|style)\b")
+_HIDDEN_CLOSE = {"script": re.compile(r"(?i)</script\s*>"), "style": re.compile(r"(?i)</style\s*>")}
+_TAG = re.compile(r"</?[A-Za-z][^<>]{0,4096}>|<![^<>]{0,4096}>|<\?[^<>]{0,4096}>")
+_ANCHOR = re.compile(r"(?i)<a\s[^<>]{0,4096}>")
+_ANCHOR_CLOSE = re.compile(r"(?i)</a\s*>|<a\s")
+_HREF = re.compile(r"""(?i)\bhref\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'>]+))""")
+_FORM = re.compile(r"(?i)<form\b")
+_SCRIPT = re.compile(r"(?i)<script\b")
+_ANCHOR_TEXT_CHARS = 4096
+
+
 def read_html(html: str, max_urls: int) -> HtmlView:
     """Visible text, anchors (with the domain their text shows) and form/script counts."""
-    parser = _AnchorParser(max_urls)
-    try:
-        parser.feed(html)
-        parser.close()
-    except Exception:  # noqa: BLE001 - HTMLParser can raise on pathological markup
-        pass
-    return HtmlView(" ".join(parser.text), parser.links, parser.forms, parser.scripts)
+    visible = _TAG.sub(" ", _without_hidden(html))
+    if "&" in visible:
+        visible = unescape(visible)
+    return HtmlView(visible, _anchors(html, max_urls), len(_FORM.findall(html)), len(_SCRIPT.findall(html)))
+
+
+def _without_hidden(html: str) -> str:
+    """``html`` less comments and script/style contents (an unclosed one hides the rest)."""
+    if _COMMENT_OPEN not in html and "<s" not in html and "<S" not in html:
+        return html
+    kept: list[str] = []
+    pos = 0
+    comment = html.find(_COMMENT_OPEN)
+    hidden = _HIDDEN_OPEN.search(html)
+    while comment >= 0 or hidden is not None:
+        # Searches are redone only once the cursor has passed their result: linear overall.
+        if comment >= 0 and (hidden is None or comment < hidden.start()):
+            kept.append(html[pos:comment])
+            end = html.find(_COMMENT_CLOSE, comment + 4)
+            pos = end + 3 if end >= 0 else len(html)
+        else:
+            kept.append(html[pos:hidden.start()])
+            close = _HIDDEN_CLOSE[hidden.group(1).lower()].search(html, hidden.end())
+            pos = close.end() if close else len(html)
+        if 0 <= comment < pos:
+            comment = html.find(_COMMENT_OPEN, pos)
+        if hidden is not None and hidden.start() < pos:
+            hidden = _HIDDEN_OPEN.search(html, pos)
+    kept.append(html[pos:])
+    return " ".join(kept)
+
+
+def _anchors(html: str, limit: int) -> list[Link]:
+    links: list[Link] = []
+    for tag in _ANCHOR.finditer(html):
+        if len(links) >= limit:
+            break
+        href = _HREF.search(tag.group(0))
+        if href is None:
+            continue
+        url = next(v for v in href.groups() if v is not None)
+        link = _make_link(unescape(url).strip() if "&" in url else url.strip())
+        if link is None:
+            continue
+        close = _ANCHOR_CLOSE.search(html, tag.end(), tag.end() + _ANCHOR_TEXT_CHARS)
+        shown_text = html[tag.end(): close.start() if close else tag.end() + _ANCHOR_TEXT_CHARS]
+        shown_text = _TAG.sub(" ", shown_text)
+        shown = _DOMAINISH.match((unescape(shown_text) if "&" in shown_text else shown_text).strip())
+        if shown:
+            link.anchor_domain = registrable_domain(shown.group(1))
+        links.append(link)
+    return links
 
 
 def extract_links(text: str, html_links: list[Link], max_urls: int) -> LinkSet:
@@ -143,12 +178,46 @@ def extract_links(text: str, html_links: list[Link], max_urls: int) -> LinkSet:
         if link.url not in seen:
             seen.add(link.url)
             result.links.append(link)
-    for match in _URL.finditer(text):
+    for url in bare_urls(text):
         if len(result.links) >= max_urls:
             result.truncated = True
             break
-        link = _make_link(match.group(0))
+        link = _make_link(url)
         if link and link.url not in seen:
             seen.add(link.url)
             result.links.append(link)
     return result
+
+
+def bare_urls(text: str) -> Iterator[str]:
+    """What ``_URL.finditer`` finds, found faster.
+
+    A match can only start where the lower-cased text has ``http`` or
+    ``www.``, and two plain substring searches find those places far faster
+    than trying a case-insensitive pattern at every position; the pattern is
+    then matched only there. When lower-casing changes the length (a few
+    non-ASCII letters do), the positions would not line up: plain finditer.
+    """
+    lowered = text.lower()
+    if len(lowered) != len(text):
+        yield from (m.group(0) for m in _URL.finditer(text))
+        return
+    starts = _positions(lowered, "http") + _positions(lowered, "www.")
+    starts.sort()
+    end = 0
+    for start in starts:
+        if start < end:
+            continue  # inside the previous match, as finditer would skip it
+        match = _URL.match(text, start)
+        if match:
+            end = match.end()
+            yield match.group(0)
+
+
+def _positions(text: str, needle: str) -> list[int]:
+    found = []
+    index = text.find(needle)
+    while index >= 0:
+        found.append(index)
+        index = text.find(needle, index + 1)
+    return found

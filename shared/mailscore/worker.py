@@ -65,7 +65,9 @@ class Worker:
         store = ProfileStore(settings)
         cache = BoundedCache(settings.profile_cache_max_entries, settings.profile_cache_ttl_seconds)
         publisher = pubsub_v1.PublisherClient(
-            batch_settings=pubsub_v1.types.BatchSettings(max_latency=0.002, max_messages=100)
+            # Each request waits for its own publish, so a batch rarely fills: a short
+            # window (measured on the emulator: 5.4 ms per wait at 2 ms, 3.5 ms at 0.5 ms).
+            batch_settings=pubsub_v1.types.BatchSettings(max_latency=0.0005, max_messages=100)
         )
         log.info("worker ready", extra={"fields": {"model_version": model.version}})
         claim_store = ObjectStore(settings.claim_check_location) if settings.claim_check_location else None
@@ -140,13 +142,7 @@ class Worker:
         return verdict
 
     def _dead_letter(self, raw: bytes, attributes: dict[str, str], pubsub_id: str, exc: InvalidMessage) -> dict:
-        record = {
-            **attributes,
-            "reason": exc.reason,
-            "stage": exc.stage,
-            "detail": exc.detail[:200],
-            "pubsub_message_id": pubsub_id,
-        }
+        record = dead_letter_attributes(attributes, pubsub_id, exc)
         self._publish(self.dead_letter_topic, raw or b"-", record)
         log.warning(
             "dead-lettered",
@@ -164,6 +160,17 @@ class Worker:
     @staticmethod
     def _ids(message: envelope.InboundMessage, **more: Any) -> dict:
         return {"tenant": message.tenant, "message_id": message.message_id, **more}
+
+
+def dead_letter_attributes(attributes: dict[str, str], pubsub_id: str, exc: InvalidMessage) -> dict[str, str]:
+    """The dead-letter message's attributes: the original ones plus why (shared by every worker)."""
+    return {
+        **attributes,
+        "reason": exc.reason,
+        "stage": exc.stage,
+        "detail": exc.detail[:200],
+        "pubsub_message_id": pubsub_id,
+    }
 
 
 def _event_bytes(event: Any) -> bytes:
