@@ -121,6 +121,27 @@ def replay(observations: list[Observation]) -> tuple[list[History | None], dict[
     return seen, profiles
 
 
+def replay_split(observations: list[Observation], contributes: list[bool]) -> list[History | None]:
+    """Point-in-time history where only ``contributes[i]`` messages add to a profile.
+
+    For evaluation: training messages build the profiles; test messages only
+    read them, so no test message sees another test message's label.
+    """
+    order = sorted(range(len(observations)), key=lambda i: observations[i].when)
+    profiles: dict[tuple[str, str], Profile] = {}
+    seen: list[History | None] = [None] * len(observations)
+    for i in order:
+        obs = observations[i]
+        if obs.sender is None:
+            seen[i] = History()
+            continue
+        profile = profiles.get((obs.tenant, obs.sender))
+        seen[i] = profile.snapshot() if profile is not None else History()
+        if contributes[i]:
+            profiles.setdefault((obs.tenant, obs.sender), Profile()).add(obs.when, obs.flagged, obs.recipient)
+    return seen
+
+
 class ProfileStore:
     """Reads and bulk-writes sender profiles in Bigtable (one client per instance)."""
 

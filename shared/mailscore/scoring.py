@@ -27,22 +27,26 @@ HistoryLookup = Callable[[str, str], History]
 
 
 class Scorer:
-    """Scores messages with one model and, optionally, one profile store."""
+    """Scores messages with one model and, optionally, a profile store and a shadow model.
 
-    def __init__(self, settings: Settings, model: Model, history: HistoryLookup | None = None) -> None:
+    The shadow (a candidate model) scores the same feature row; its score and
+    label, from its own card's thresholds, go into the verdict's ``shadow``
+    field and never change the live label. A failing shadow is reported in
+    that field, not raised.
+    """
+
+    def __init__(self, settings: Settings, model: Model, history: HistoryLookup | None = None, *,
+                 shadow: Model | None = None) -> None:
         self.settings = settings
         self.model = model
         self.history = history
+        self.shadow = shadow
         thresholds = model.thresholds
         self.threshold_suspicious = settings.threshold_suspicious or thresholds["suspicious"]
         self.threshold_phishing = settings.threshold_phishing or thresholds["phishing"]
 
     def label(self, score: float) -> str:
-        if score >= self.threshold_phishing:
-            return "phishing"
-        if score >= self.threshold_suspicious:
-            return "suspicious"
-        return "safe"
+        return _label(score, self.threshold_suspicious, self.threshold_phishing)
 
     def score(self, raw: bytes, *, tenant: str, message_id: str) -> dict:
         """The verdict for ``raw``; raises InvalidMessage (not an email) or TransientError."""
@@ -76,14 +80,16 @@ class Scorer:
         score = float(self.model.predict(rows)[0])
         timings["predict_ms"] = _ms(step)
 
+        label = self.label(score)
         step = time.perf_counter()
-        reasons = self.reasons(rows)[0]
+        # Tree SHAP costs several times a prediction; "flagged" skips it for safe verdicts.
+        explain = self.settings.reasons_for == "all" or label != "safe"
+        reasons = self.reasons(rows)[0] if explain else []
         timings["explain_ms"] = _ms(step)
-        timings["total_ms"] = _ms(started)
-        return {
+        verdict = {
             "tenant": tenant,
             "message_id": message_id,
-            "label": self.label(score),
+            "label": label,
             "score": round(score, 6),
             "model_version": self.model.version,
             "sender_known": bool(history is not None and history.msg_count > 0),
@@ -92,6 +98,23 @@ class Scorer:
             "reasons": reasons,
             "timings": timings,
         }
+        if self.shadow is not None:
+            step = time.perf_counter()
+            verdict["shadow"] = self.shadow_verdict(rows)
+            timings["shadow_ms"] = _ms(step)
+        timings["total_ms"] = _ms(started)
+        return verdict
+
+    def shadow_verdict(self, rows: np.ndarray) -> dict:
+        """The candidate's score and label for ``rows`` (one message), or the error it raised."""
+        shadow = self.shadow
+        try:
+            score = float(shadow.predict(rows)[0])
+            thresholds = shadow.thresholds
+            return {"model_version": shadow.version, "score": round(score, 6),
+                    "label": _label(score, thresholds["suspicious"], thresholds["phishing"])}
+        except Exception as exc:  # noqa: BLE001 - the shadow must never break the live verdict
+            return {"model_version": shadow.version, "error": type(exc).__name__}
 
     def reasons(self, rows: np.ndarray) -> list[list[dict]]:
         """Top features pushing each row towards phishing, with signed contributions."""
@@ -108,6 +131,14 @@ class Scorer:
                                "contribution": round(value, 4)})
             out.append(picked)
         return out
+
+
+def _label(score: float, suspicious: float, phishing: float) -> str:
+    if score >= phishing:
+        return "phishing"
+    if score >= suspicious:
+        return "suspicious"
+    return "safe"
 
 
 def reason_code(feature: str, value: float) -> str:

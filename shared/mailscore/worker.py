@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 from mailscore import envelope
@@ -43,17 +44,17 @@ class Worker:
     def from_settings(cls, settings: Settings) -> Worker:
         from google.cloud import pubsub_v1
 
-        from mailscore.model import load_model
         from mailscore.profiles import ProfileStore
         from mailscore.scoring import Scorer
 
-        model = load_model(settings.model_dir)
+        model, shadow = load_models(settings)
         store = ProfileStore(settings)
         publisher = pubsub_v1.PublisherClient(
             batch_settings=pubsub_v1.types.BatchSettings(max_latency=0.002, max_messages=100)
         )
-        log.info("worker ready", extra={"fields": {"model_version": model.version}})
-        return cls(settings, Scorer(settings, model, store.get), publisher)
+        log.info("worker ready", extra={"fields": {"model_version": model.version,
+                                                   "shadow_model_version": shadow.version if shadow else None}})
+        return cls(settings, Scorer(settings, model, store.get, shadow=shadow), publisher)
 
     def handle_event(self, event: Any) -> dict:
         """Handle one CloudEvent; returns the verdict or the dead-letter record."""
@@ -119,6 +120,25 @@ class Worker:
     @staticmethod
     def _ids(message: envelope.InboundMessage, **more: Any) -> dict:
         return {"tenant": message.tenant, "message_id": message.message_id, **more}
+
+
+def load_models(settings: Settings) -> tuple[Any, Any]:
+    """The live model (a failure stops the instance) and the shadow, if one is set.
+
+    A shadow that cannot be loaded is logged as an error and left out: a
+    candidate must never take the live scoring down with it.
+    """
+    from mailscore.errors import ModelError
+    from mailscore.model import load_model_from
+
+    model = load_model_from(settings.model_dir, settings.model_cache_dir)
+    shadow = None
+    if settings.shadow_model_dir:
+        try:
+            shadow = load_model_from(settings.shadow_model_dir, Path(settings.model_cache_dir) / "shadow")
+        except ModelError as exc:
+            log.error("shadow model not loaded, scoring without it", extra={"fields": {"error": str(exc)}})
+    return model, shadow
 
 
 def _event_bytes(event: Any) -> bytes:
