@@ -653,6 +653,7 @@ def evaluate(paths: list[str | Path], out_dir: str | Path, settings: Settings, *
         "variants": {v.name: v.report for v in variants},
         "artefact_probe": artefact_probe(corpus, cache.matrix(np.ones(len(corpus), dtype=bool))),
     }
+    report["reasons_cost"] = reasons_cost(corpus, cache, chosen.neutralised)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if plots:
@@ -660,6 +661,42 @@ def evaluate(paths: list[str | Path], out_dir: str | Path, settings: Settings, *
     (out / "report.json").write_text(__import__("json").dumps(report, indent=2) + "\n")
     (out / "report.md").write_text(markdown_report(report))
     return report
+
+
+def reasons_cost(corpus: Corpus, cache: FeatureCache, neutralised: tuple[str, ...], *, messages: int = 300) -> dict:
+    """Per-message time of a prediction vs its tree SHAP reasons, one message at a time as the worker does.
+
+    Measured on a model fitted to all rows, single-threaded like the served
+    model; wall-clock figures on this machine, for comparison only.
+    """
+    import time
+
+    from mailscore.model import Model
+    from mailscore.training import fit
+
+    everything = np.ones(len(corpus), dtype=bool)
+    X = cache.matrix(everything)
+    booster = fit(neutralise(X, neutralised), corpus.labels)
+    booster.set_param({"nthread": 1})
+    model = Model(booster, {"neutralised_features": {n: "" for n in neutralised}}, "eval")
+    rows = [X[i : i + 1] for i in range(min(messages, len(X)))]
+    model.predict(rows[0])
+    model.contributions(rows[0])  # warm both paths
+    predict_ms, explain_ms = [], []
+    for row in rows:
+        started = time.perf_counter()
+        model.predict(row)
+        predict_ms.append((time.perf_counter() - started) * 1000.0)
+        started = time.perf_counter()
+        model.contributions(row)
+        explain_ms.append((time.perf_counter() - started) * 1000.0)
+    p, e = np.array(predict_ms), np.array(explain_ms)
+    return {
+        "messages": len(rows),
+        "predict_ms": {"p50": _r(np.percentile(p, 50)), "p95": _r(np.percentile(p, 95))},
+        "explain_ms": {"p50": _r(np.percentile(e, 50)), "p95": _r(np.percentile(e, 95))},
+        "explain_over_predict_p50": _r(float(np.percentile(e, 50) / max(np.percentile(p, 50), 1e-9)), 2),
+    }
 
 
 def write_plots(out: Path, corpus: Corpus, variants: list[Variant]) -> list[str]:
@@ -827,6 +864,14 @@ def markdown_report(report: dict) -> str:
         for e in v["feature_importance"]:
             lines.append(f"| {e['feature']} | {_fmt(e['mean_abs_shap'])} | {_fmt(e['gain'])} |")
         lines.append("")
+    cost = report.get("reasons_cost")
+    if cost:
+        lines += ["## Cost of reasons", "",
+                  f"One message at a time, single-threaded, {cost['messages']} messages: predict p50 "
+                  f"{cost['predict_ms']['p50']} ms (p95 {cost['predict_ms']['p95']}), tree SHAP reasons p50 "
+                  f"{cost['explain_ms']['p50']} ms (p95 {cost['explain_ms']['p95']}): "
+                  f"{cost['explain_over_predict_p50']}x a prediction. "
+                  "MAILSCORE_REASONS_FOR=flagged computes them for non-safe verdicts only.", ""]
     probe = report["artefact_probe"]
     if probe:
         cols = [k for k in probe[0] if k != "feature"]

@@ -148,6 +148,8 @@ ARTEFACT_FEATURES: dict[str, str] = {
     "date_skew_hours": "receiving side: the top Received header is the archive's or the honeypot's relay",
     "header_defects": "receiving side and storage: the honeypot's receiving servers add oversized "
                       "X-Microsoft-Antispam headers; the 2002 archive keeps mbox 'From ' lines",
+    "mime_parts": "list software: mailman wraps each post in multipart/mixed with a footer part "
+                  "(two extra parts on most modern legitimate mail)",
 }
 
 
