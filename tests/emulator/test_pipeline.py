@@ -98,3 +98,16 @@ def test_run_on_real_corpus(unique_settings, tmp_path):
     lines = (tmp_path / "out" / "verdicts.jsonl").read_text().splitlines()
     assert len(lines) == n
     assert 0.0 <= summary["auc"] <= 1.0 and summary["in_sample"] is False
+
+
+def test_run_with_shadow_model_reports_both_scores_and_agreement(unique_settings, model_dir, tmp_path):
+    from mailscore.compare import agreement, read_verdicts
+
+    summary = runner.run([TRAIN_DIR / "phish"], tmp_path / "out", history=[], settings=unique_settings,
+                         progress=False, shadow=model_dir)
+    verdicts = read_verdicts([tmp_path / "out" / "verdicts.jsonl"])
+    assert verdicts and len(verdicts) == summary["verdicts"]
+    for verdict in verdicts:  # the candidate is the live model itself: same score, same label
+        assert verdict["shadow"]["score"] == verdict["score"] and verdict["shadow"]["label"] == verdict["label"]
+    assert summary["shadow"]["with_shadow"] == len(verdicts) and summary["shadow"]["label_agreement"] == 1.0
+    assert agreement(verdicts)["score_mean_abs_diff"] == 0.0
