@@ -232,3 +232,17 @@ def test_gs_location_downloads_into_the_cache_with_a_fake_client(model_dir, tmp_
 
     with pytest.raises(ModelError, match="could not download"):
         load_model_from("gs://models-bucket/live/v1", tmp_path / "cache", client_factory=Failing)
+
+
+def test_broken_shadow_is_left_out_at_start_but_a_broken_live_model_stops_it(model_dir, tmp_path, caplog):
+    from mailscore.settings import Settings
+    from mailscore.worker import load_models
+
+    settings = Settings.from_env(env={}, model_dir=str(model_dir), shadow_model_dir=str(tmp_path / "nothing"),
+                                 model_cache_dir=str(tmp_path / "cache"))
+    with caplog.at_level("ERROR", logger="mailscore.worker"):
+        live, shadow = load_models(settings)
+    assert live.version.startswith("xgb-") and shadow is None
+    assert "shadow model not loaded" in caplog.text
+    with pytest.raises(ModelError):
+        load_models(Settings.from_env(env={}, model_dir=str(tmp_path / "nothing")))
