@@ -829,7 +829,7 @@ def markdown_report(report: dict) -> str:
         "",
         "## Split",
         "",
-        report["split"]["method"] + ".",
+        report["split"]["method"][:1].upper() + report["split"]["method"][1:] + ".",
         f"{report['split']['groups']} groups; largest {report['split']['largest_groups']}; "
         f"fold sizes {report['split']['fold_sizes']}.",
         "",
