@@ -6,6 +6,7 @@ BIN := $(VENV)/bin
 CORPUS ?=
 OUT ?= out
 HISTORY ?=
+SHADOW ?=
 PYTEST_ARGS ?=
 # Deployment (infra/terraform): packages, checks, plan/apply.
 PACKAGE_DIR ?= out/package
@@ -15,16 +16,21 @@ TERRAFORM ?= terraform
 CHECKOV_VENV ?= .venv-checkov
 CHECKOV_ENV := CKV_SKIP_PACKAGE_UPDATE_CHECK=true BC_SKIP_MAPPING=TRUE
 
-.PHONY: venv run test test-unit train score bench chaos fuzz audit clean help package lint-infra fmt-infra checkov plan deploy
+.PHONY: venv run test test-unit train evaluate score bench chaos fuzz audit clean help package lint-infra fmt-infra checkov plan deploy
+# `make evaluate` defaults to the real corpus beside the project when it is there.
+EVAL_CORPUS ?= $(or $(CORPUS),$(if $(wildcard ../shared/corpus/phish),../shared/corpus,data/train))
+
 
 help:
 	@echo "make run [CORPUS=DIR] [OUT=DIR] [HISTORY=DIR|none]  score emails end to end on the emulators"
 	@echo "make test                                          unit + emulator tests"
+	@echo "make run ... SHADOW=MODEL_DIR                       also score with a candidate model (verdicts get a shadow field)"
 	@echo "make train [CORPUS=DIR]                            train models/active on phish/ and ham/ folders"
 	@echo "make package [MODEL_DIR=DIR]                       build out/package/<function>.zip deterministically"
 	@echo "make lint-infra                                    terraform fmt, checkov and the Terraform static tests"
 	@echo "make plan | make deploy [AUTO_APPROVE=1]           terraform plan/apply of infra/terraform (needs credentials)"
 	@echo "make bench [BENCH_COUNT=N] [BENCH_ARGS=...]         throughput/latency per mode -> out/bench.json, out/bench.png"
+	@echo "make evaluate [CORPUS=DIR] [OUT=DIR]               leakage-safe evaluation: OUT/eval/report.{json,md} + plots"
 
 # The stamp is rebuilt only when the pinned requirements change: the second run is instant.
 $(BIN)/.installed: requirements.txt requirements-dev.txt pyproject.toml
@@ -35,7 +41,7 @@ $(BIN)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 venv: $(BIN)/.installed
 
 run: venv
-	$(BIN)/mailscore run $(CORPUS) --out $(OUT) $(if $(HISTORY),--history $(HISTORY))
+	$(BIN)/mailscore run $(CORPUS) --out $(OUT) $(if $(HISTORY),--history $(HISTORY)) $(if $(SHADOW),--shadow $(SHADOW))
 
 test: venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -50,6 +56,9 @@ bench: venv
 
 train: venv
 	$(BIN)/mailscore train $(or $(CORPUS),data/train)
+
+evaluate: venv
+	$(BIN)/mailscore evaluate $(EVAL_CORPUS) --out $(OUT)/eval
 
 clean:
 	rm -rf $(OUT) .pytest_cache

@@ -36,7 +36,11 @@ def model_dir(tmp_path_factory, settings) -> Path:
     from mailscore.training import train
 
     out = tmp_path_factory.mktemp("model") / "active"
-    train([TRAIN_DIR], out, settings)
+    # 45 legitimate emails cannot resolve a 1% false-positive rate (1/45 is
+    # 2.2%), so the default targets would put both thresholds at the highest
+    # held-out legitimate score; 10% / 5% are targets this data can measure.
+    loose = Settings.from_env(env={}, target_fpr_suspicious=0.1, target_fpr_phishing=0.05)
+    train([TRAIN_DIR], out, loose)
     return out
 
 

@@ -26,22 +26,16 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
-from mailscore import envelope
+from mailscore import claimcheck, envelope
 from mailscore.errors import InvalidMessage, TransientError
-from mailscore.features import History, extract, parse_sender
-from mailscore.parse import parse_email
-from mailscore.scoring import _TRUNCATION_DEFECTS, Scorer
+from mailscore.scoring import Item, Scorer
 from mailscore.settings import Settings
-from mailscore.worker import dead_letter_attributes, topic_path
+from mailscore.worker import dead_letter_attributes, topic_path, verdict_id
 
 log = logging.getLogger("mailscore.batch_worker")
-HistoryMany = Callable[[Iterable[tuple[str, str]]], dict[tuple[str, str], History]]
 
 
 @dataclass
@@ -55,85 +49,47 @@ class Scored:
 
 
 class BatchScorer:
-    """``Scorer.score`` for many messages at once, with one history read and one predict."""
+    """``Scorer.score_many`` for pulled messages: envelope checks, claim-checks, verdict ids.
 
-    def __init__(self, scorer: Scorer, history_many: HistoryMany | None) -> None:
+    The scoring itself is the same code the function path runs (``score``
+    is ``score_many`` with one item), so a message gets the same verdict
+    either way.
+    """
+
+    def __init__(self, scorer: Scorer, claim_store: Any = None) -> None:
         self.scorer = scorer
-        self.history_many = history_many
+        self.claim_store = claim_store
 
     def score_batch(self, messages: list[envelope.InboundMessage]) -> list[Scored]:
-        """Score ``messages``; TransientError (Bigtable) fails the whole batch."""
         settings = self.scorer.settings
         results = [Scored(m) for m in messages]
-        prepared = []  # (result, msg, sender, parse_ms)
+        items, owners = [], []
+        budget_s = settings.latency_budget_ms / 1000.0
         for result in results:
-            started = time.perf_counter()
+            message = result.message
             try:
-                envelope.require_tenant(result.message)
-                msg = parse_email(result.message.data, settings.limits)
+                envelope.require_tenant(message)
+                if claimcheck.ATTR_URI in message.attributes:
+                    message.data = claimcheck.fetch(self.claim_store, message.attributes)
             except InvalidMessage as exc:
                 result.invalid = exc
                 continue
-            except Exception as exc:  # noqa: BLE001 - released for redelivery, as the function would raise
-                result.failed = type(exc).__name__
+            except TransientError:
+                result.failed = "TransientError"
                 continue
-            prepared.append((result, msg, parse_sender(msg.get("from")), _ms(started)))
-
-        step = time.perf_counter()
-        wanted = [(r.message.tenant, s.address) for r, _, s, _ in prepared if s.address is not None]
-        histories = self.history_many(wanted) if (self.history_many is not None and wanted) else {}
-        history_ms = _ms(step)
-
-        rows, kept = [], []
-        for result, msg, sender, parse_ms in prepared:
-            degraded: list[str] = []
-            history: History | None
-            if self.history_many is None:
-                history = None
-                degraded.append("history_disabled")
-            elif sender.address is None:
-                history = None
-                degraded.append("sender_unidentifiable")
+            published = message.publish_time.timestamp() if message.publish_time is not None else time.time()
+            items.append(Item(message.data, message.tenant, message.message_id,
+                              deadline=time.monotonic() + (published + budget_s - time.time()),
+                              recipient=message.attributes.get("recipient"), observed_at=published))
+            owners.append(result)
+        for result, outcome in zip(owners, self.scorer.score_many(items) if items else []):
+            if isinstance(outcome, InvalidMessage):
+                result.invalid = outcome
+            elif isinstance(outcome, Exception):
+                result.failed = type(outcome).__name__
             else:
-                history = histories[(result.message.tenant, sender.address)]
-            if msg.defects & _TRUNCATION_DEFECTS:
-                degraded.append("input_truncated")
-            step = time.perf_counter()
-            try:
-                row = extract(msg, history, trusted_authserv_ids=settings.trusted_authserv_ids, limits=settings.limits)
-            except Exception as exc:  # noqa: BLE001
-                result.failed = type(exc).__name__
-                continue
-            rows.append(row)
-            kept.append((result, history, degraded, {"parse_ms": parse_ms, "history_ms": history_ms,
-                                                     "features_ms": _ms(step)}))
-        if not rows:
-            return results
-
-        matrix = np.vstack(rows)
-        step = time.perf_counter()
-        scores = self.scorer.model.predict(matrix)
-        predict_ms = _ms(step) / len(rows)
-        step = time.perf_counter()
-        reasons = self.scorer.reasons(matrix)
-        explain_ms = _ms(step) / len(rows)
-        for (result, history, degraded, timings), score, why in zip(kept, scores, reasons):
-            score = float(score)
-            timings.update(predict_ms=round(predict_ms, 3), explain_ms=round(explain_ms, 3), batch_size=len(rows))
-            timings["total_ms"] = round(sum(timings[k] for k in ("parse_ms", "features_ms", "predict_ms", "explain_ms"))
-                                        + history_ms / len(rows), 3)
-            result.verdict = {
-                "tenant": result.message.tenant,
-                "message_id": result.message.message_id,
-                "label": self.scorer.label(score),
-                "score": round(score, 6),
-                "model_version": self.scorer.model.version,
-                "sender_known": bool(history is not None and history.msg_count > 0),
-                "degraded": bool(degraded),
-                "degraded_reasons": degraded,
-                "reasons": why,
-                "timings": timings,
-            }
+                outcome["verdict_id"] = verdict_id(result.message.tenant, result.message.message_id, outcome["model_version"])
+                result.verdict = outcome
         return results
 
 
@@ -183,12 +139,19 @@ class BatchWorker:
     def from_settings(cls, settings: Settings, **options: Any) -> BatchWorker:
         from google.cloud import pubsub_v1
 
-        from mailscore.model import load_model
+        from mailscore.cache import BoundedCache
+        from mailscore.claimcheck import ObjectStore
+        from mailscore.history import HistorySource
         from mailscore.profiles import ProfileStore
         from mailscore.topology import subscription_path
+        from mailscore.worker import load_models
 
-        model = load_model(settings.model_dir)
+        model, shadow = load_models(settings)
         store = ProfileStore(settings)
+        cache = BoundedCache(settings.profile_cache_max_entries, settings.profile_cache_ttl_seconds)
+        history = HistorySource(store.read, cache, min_timeout_s=settings.history_min_timeout_ms / 1000.0,
+                                read_many=store.read_many)
+        claim_store = ObjectStore(settings.claim_check_location) if settings.claim_check_location else None
         publisher = pubsub_v1.PublisherClient(
             batch_settings=pubsub_v1.types.BatchSettings(max_messages=1000, max_bytes=4 * 1024 * 1024,
                                                          max_latency=0.005),
@@ -199,8 +162,8 @@ class BatchWorker:
         subscriber = pubsub_v1.SubscriberClient()
         subscription = options.pop("subscription", None) or subscription_path(settings, settings.batch_subscription)
         log.info("batch worker ready", extra={"fields": {"model_version": model.version}})
-        return cls(settings, BatchScorer(Scorer(settings, model, store.get), store.get_many), subscriber, publisher,
-                   subscription=subscription, **options)
+        return cls(settings, BatchScorer(Scorer(settings, model, history, shadow=shadow), claim_store), subscriber,
+                   publisher, subscription=subscription, **options)
 
     # --- the loop ---
 
@@ -308,6 +271,8 @@ class BatchWorker:
                     verdict["timings"]["since_publish_ms"] = round(
                         (time.time() - message.publish_time.timestamp()) * 1000.0, 3)
                 attributes = {"tenant": message.tenant, "label": verdict["label"], "message_id": message.message_id}
+                if "verdict_id" in verdict:
+                    attributes["verdict_id"] = verdict["verdict_id"]
                 self._publish(self.verdict_topic, json.dumps(verdict, separators=(",", ":")).encode(), attributes,
                               ack_id, "verdicts")
 

@@ -78,6 +78,17 @@ class BoundedCache(Generic[V]):
                 return entry[1]
             return None
 
+    def lookup(self, key: str) -> V | None:
+        """The fresh cached value (a hit) or None (a miss); for callers that load in bulk."""
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None and self._clock() - entry[0] <= self.ttl:
+                self._entries.move_to_end(key)
+                self._stats.hits += 1
+                return entry[1]
+            self._stats.misses += 1
+            return None
+
     def get(self, key: str, load: Callable[[], V], wait_timeout: float | None = None) -> tuple[V, bool]:
         """``(value, hit)``; ``load`` runs at most once at a time per key.
 

@@ -1,4 +1,4 @@
-"""`mailscore`: score, publish, train, load profiles, tail verdicts, run locally.
+"""`mailscore`: score, publish, train, evaluate, compare, load profiles, tail verdicts, run locally.
 
 Exit codes: 0 success; 1 some inputs were rejected (each with its reason);
 2 usage or configuration error (missing model, no emulator configured);
@@ -32,11 +32,13 @@ def _require_emulator(var: str, allow_cloud: bool) -> None:
 
 def cmd_score(args: argparse.Namespace, settings: Settings) -> int:
     from mailscore import envelope
-    from mailscore.model import load_model
+    from mailscore.model import load_model_from
     from mailscore.scoring import Scorer
     from mailscore.training import find_emails
 
-    model = load_model(args.model_dir or settings.model_dir)
+    model = load_model_from(args.model_dir or settings.model_dir, settings.model_cache_dir)
+    shadow_location = args.shadow or settings.shadow_model_dir
+    shadow = load_model_from(shadow_location, Path(settings.model_cache_dir) / "shadow") if shadow_location else None
     lookup = None
     if args.history:
         _require_emulator("BIGTABLE_EMULATOR_HOST", args.cloud)
@@ -44,7 +46,7 @@ def cmd_score(args: argparse.Namespace, settings: Settings) -> int:
         from mailscore.profiles import ProfileStore
 
         lookup = HistorySource(ProfileStore(settings).read)
-    scorer = Scorer(settings, model, lookup)
+    scorer = Scorer(settings, model, lookup, shadow=shadow)
     rejected = 0
     paths: list[Path] = []
     for raw in args.files:
@@ -75,12 +77,79 @@ def cmd_score(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_REJECTED if rejected else EXIT_OK
 
 
+def _neutralised(value: str | None) -> tuple[str, ...] | None:
+    """``--neutralise``: None for the default artefact set, () for none, else the named features."""
+    if value is None or value == "default":
+        return None
+    if value == "none":
+        return ()
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
 def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     from mailscore.training import train
 
-    card = train(args.paths, args.out or settings.model_dir, settings)
-    print(json.dumps({k: card[k] for k in ("model_version", "training_data", "holdout")}, indent=2))
+    card = train(args.paths, args.out or settings.model_dir, settings, neutralised=_neutralised(args.neutralise),
+                 folds=args.folds)
+    print(json.dumps({k: card[k] for k in ("model_version", "thresholds", "training_data", "holdout")}, indent=2))
     return EXIT_OK
+
+
+def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
+    from mailscore.evaluation import evaluate
+
+    report = evaluate(args.paths, args.out, settings, folds=args.folds, neutralised=_neutralised(args.neutralise),
+                      plots=not args.no_plots)
+    for name, variant in report["variants"].items():
+        o = variant["overall"]
+        print(f"{name:<14} ROC AUC {o['roc_auc']}  PR AUC {o['pr_auc']}  "
+              f"recall@1%FPR {o['at_fpr_0.01']['recall']}  recall@0.1%FPR {o['at_fpr_0.001']['recall']}")
+    print(f"wrote {Path(args.out) / 'report.json'} and {Path(args.out) / 'report.md'}")
+    return EXIT_OK
+
+
+def cmd_compare(args: argparse.Namespace, settings: Settings) -> int:
+    from mailscore.compare import agreement, format_agreement, read_verdicts
+
+    if not args.files and not args.subscription:
+        raise ConfigError("give verdict JSONL files (e.g. out/verdicts.jsonl) and/or --subscription NAME")
+    verdicts = read_verdicts(args.files)
+    if args.subscription:
+        verdicts.extend(_pull_verdicts(args, settings))
+    summary = agreement(verdicts)
+    print(json.dumps(summary, indent=2) if args.json else format_agreement(summary))
+    return EXIT_OK
+
+
+def _pull_verdicts(args: argparse.Namespace, settings: Settings) -> list[dict]:
+    """Pull (and acknowledge) verdicts from an existing subscription until idle, count or time runs out."""
+    from google.api_core import exceptions as gexc
+    from google.cloud import pubsub_v1
+
+    from mailscore.topology import subscription_path
+
+    _require_emulator("PUBSUB_EMULATOR_HOST", args.cloud)
+    subscriber = pubsub_v1.SubscriberClient()
+    name = subscription_path(settings, args.subscription)
+    deadline = time.monotonic() + args.seconds
+    verdicts: list[dict] = []
+    try:
+        while time.monotonic() < deadline and not (args.count and len(verdicts) >= args.count):
+            try:
+                response = subscriber.pull(request={"subscription": name, "max_messages": 100}, timeout=5)
+            except gexc.DeadlineExceeded:
+                continue
+            if not response.received_messages:
+                continue
+            for received in response.received_messages:
+                try:
+                    verdicts.append(json.loads(received.message.data))
+                except ValueError:
+                    continue
+            subscriber.acknowledge(request={"subscription": name, "ack_ids": [r.ack_id for r in response.received_messages]})
+    finally:
+        subscriber.close()
+    return verdicts
 
 
 def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
@@ -176,6 +245,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         progress=not args.no_progress,
         workers=args.workers,
         threads=args.threads,
+        shadow=Path(args.shadow or settings.shadow_model_dir) if (args.shadow or settings.shadow_model_dir) else None,
     )
     return EXIT_OK if summary["lost"] == 0 else EXIT_DEPENDENCY
 
@@ -234,13 +304,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-dir", help="model folder (default: MAILSCORE_MODEL_DIR or models/active)")
     p.add_argument("--tenant", default="local")
     p.add_argument("--history", action="store_true", help="read sender history from Bigtable (BIGTABLE_EMULATOR_HOST)")
+    p.add_argument("--shadow", help="also score with this candidate model (default: MAILSCORE_SHADOW_MODEL_DIR)")
     p.add_argument("--cloud", action="store_true", help="allow real Google Cloud endpoints")
     p.set_defaults(func=cmd_score)
 
+    neutralise_help = ("features to set to missing: 'default' (the artefact features, see README), 'none', "
+                       "or a comma-separated list")
     p = sub.add_parser("train", help="train the model on phish/ and ham/ folders of .eml files")
     p.add_argument("paths", nargs="+")
     p.add_argument("--out", help="model folder to install into (default: MAILSCORE_MODEL_DIR or models/active)")
+    p.add_argument("--neutralise", default="default", help=neutralise_help)
+    p.add_argument("--folds", type=int, default=5, help="cross-validation folds for the thresholds (default 5)")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="leakage-safe evaluation: report.json, report.md and plots")
+    p.add_argument("paths", nargs="+", help="folders with phish/ and ham/ (a MANIFEST.tsv source_group names sources)")
+    p.add_argument("--out", default="out/eval")
+    p.add_argument("--neutralise", default="default", help=neutralise_help + " for the artefact-safe variant")
+    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--no-plots", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("compare", help="live vs shadow agreement from verdicts (JSONL files and/or a subscription)")
+    p.add_argument("files", nargs="*", help="verdict JSONL files, e.g. out/verdicts.jsonl from `make run SHADOW=...`")
+    p.add_argument("--subscription", help="also pull verdicts from this existing subscription (emulator)")
+    p.add_argument("--seconds", type=float, default=30.0, help="stop pulling after this long (default 30)")
+    p.add_argument("--count", type=int, default=0, help="stop pulling after this many verdicts")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--cloud", action="store_true", help="allow real Google Cloud endpoints")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("publish", help="publish .eml files or folders to the inbound topic")
     p.add_argument("paths", nargs="+")
@@ -289,6 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--threads", type=int, default=4)
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--shadow", help="a candidate model folder scored beside the live one (verdicts get a shadow field)")
     p.set_defaults(func=cmd_run)
     return parser
 

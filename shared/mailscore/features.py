@@ -24,11 +24,13 @@ from mailscore.parse import ParsedEmail
 from mailscore.settings import ParseLimits
 from mailscore.urls import SHORTENERS, extract_links, read_html, registrable_domain
 
-SCHEMA_VERSION = "2026-12-04.2"  # .2: HTML text read by bounded scans, not HTMLParser
+SCHEMA_VERSION = "2026-12-04.3"  # .2: HTML text by bounded scans; .3: list-software anomalies not counted
 
 _ADDR = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@([A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})+)")
 _ADDR_SPEC = re.compile(r"^\s*([A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64})@([A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})+)\s*$")
 _DOMAIN_IN_TEXT = re.compile(r"(?i)\b([a-z0-9-]{1,63}(?:\.[a-z0-9-]{1,63})*\.[a-z]{2,24})\b")
+# Leading "[tag]" blocks, optionally after reply prefixes, that list software adds to subjects.
+_LIST_TAG = re.compile(r"^((?:\s*(?:re|fwd?|aw|sv)\s*:)*)\s*(?:\[[^\[\]]{1,60}\]\s*)+", re.I)
 _MSGID = re.compile(r"^\s*<[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@(?:[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+|\[[^\[\]\\\s]*\])>\s*$")
 # The term lists, as the regular expressions they were first written as. Counting
 # them with Python's ``re`` cost more than half a millisecond per message (three
@@ -164,6 +166,20 @@ def _address_domain(value: str | None) -> str | None:
     return registrable_domain(found.group(1)) if found else None
 
 
+def list_domains(msg: ParsedEmail) -> frozenset[str]:
+    """Registrable domains of the mailing list that relayed ``msg`` (List-Id, List-Post), if any.
+
+    List software legitimately rewrites Reply-To, Return-Path and the From of
+    DMARC-strict senders to the list's own addresses, and tags the subject.
+    """
+    found: set[str] = set()
+    for header in ("list-id", "list-post"):
+        value = msg.get(header)
+        if value:
+            found.update(registrable_domain(d) for d in _DOMAIN_IN_TEXT.findall(value[:512])[:3])
+    return frozenset(found)
+
+
 def _parse_date(value: str | None) -> float | None:
     if not value:
         return None
@@ -242,9 +258,12 @@ def extract(
     f["display_name_has_address"] = _flag("@" in sender.display_name)
     shown = {registrable_domain(d) for d in _DOMAIN_IN_TEXT.findall(sender.display_name)}
     f["display_name_domain_mismatch"] = _flag(bool(shown) and sender.domain not in shown)
+    lists = list_domains(msg)
     for feature, header in (("reply_to_domain_mismatch", "reply-to"), ("return_path_domain_mismatch", "return-path")):
         other = _address_domain(msg.get(header))
-        f[feature] = _flag(other is not None and sender.domain is not None and other != sender.domain)
+        # Pointing at (or coming from) the relaying list is what list software does, not a mismatch.
+        f[feature] = _flag(other is not None and sender.domain is not None and other != sender.domain
+                           and not (lists and (other in lists or sender.domain in lists)))
     if sender.domain:
         f["sender_freemail"] = _flag(sender.domain in _FREEMAIL)
         f["sender_domain_digits"] = _flag(any(ch.isdigit() for ch in sender.domain))
@@ -279,8 +298,9 @@ def extract(
     f["mime_parts"] = float(msg.mime_parts)
 
     subject = msg.get("subject") or ""
-    letters = [ch for ch in subject if ch.isalpha()]
-    f["subject_length"] = float(len(subject))
+    shown_subject = _LIST_TAG.sub(r"\1 ", subject).strip() if lists else subject  # without the list's [tag]
+    letters = [ch for ch in shown_subject if ch.isalpha()]
+    f["subject_length"] = float(len(shown_subject))
     f["subject_upper_ratio"] = sum(ch.isupper() for ch in letters) / len(letters) if letters else 0.0
     html = read_html(msg.html, limits.max_urls) if msg.html else None
     body_text = msg.text + ("\n" + html.text if html else "")
@@ -292,6 +312,8 @@ def extract(
     f.update(count_terms(scan))
 
     links = extract_links(msg.text, html.links if html else [], limits.max_urls)
+    if lists:  # the list's own footer and archive links say nothing about the sender
+        links.links = [link for link in links.links if link.domain not in lists]
     n = len(links.links)
     f["url_count"] = float(n)
     f["url_domains"] = float(len(links.domains))

@@ -71,8 +71,10 @@ class HistorySource:
     """Profile reads through a bounded cache, within each message's deadline."""
 
     def __init__(self, read: Callable[[str, float], Snapshot], cache: BoundedCache[Snapshot] | None = None,
-                 breaker: Breaker | None = None, min_timeout_s: float = DEFAULT_MIN_TIMEOUT_S) -> None:
+                 breaker: Breaker | None = None, min_timeout_s: float = DEFAULT_MIN_TIMEOUT_S,
+                 read_many: Callable[[list[str], float], dict[str, Snapshot]] | None = None) -> None:
         self._read = read
+        self._read_many = read_many
         # A message whose budget is already spent (it waited in a backlog) still
         # gets one short read: skipping it would not make its verdict on time,
         # only worse. ``min_timeout_s`` of 0 skips the read instead.
@@ -111,6 +113,47 @@ class HistorySource:
             timed_out = "Deadline" in cause or "Timeout" in cause or "timed out" in str(exc)
             return Lookup(None, "timeout" if timed_out else "error", _ms(started))
         return Lookup(snapshot, "cache_hit" if hit else "read", _ms(started))
+
+
+    def lookup_many(self, keys: list[str], deadline: float) -> dict[str, Lookup]:
+        """Like ``lookup`` for several keys: cache hits, then one multi-row read for the rest."""
+        unique = list(dict.fromkeys(keys))
+        if len(unique) == 1 or self._read_many is None:
+            return {key: self.lookup(key, deadline) for key in unique}
+        started = time.monotonic()
+        out: dict[str, Lookup] = {}
+        missing = []
+        for key in unique:
+            cached = self.cache.lookup(key) if self.cache is not None else None
+            if cached is not None:
+                out[key] = Lookup(cached, "cache_hit", 0.0)
+            else:
+                missing.append(key)
+        if not missing:
+            return out
+        remaining = max(deadline - time.monotonic(), self.min_timeout_s)
+        status = None
+        if remaining <= 0.001:
+            status = "budget_exhausted"
+        elif not self.breaker.allow():
+            status = "circuit_open"
+        else:
+            try:
+                found = self._read_many(missing, remaining)
+            except TransientError as exc:
+                self.breaker.failure()
+                cause = type(exc.__cause__).__name__ if exc.__cause__ else ""
+                status = "timeout" if ("Deadline" in cause or "Timeout" in cause) else "error"
+            else:
+                self.breaker.success()
+                for key in missing:
+                    if self.cache is not None:
+                        self.cache.put(key, found[key])
+                    out[key] = Lookup(found[key], "read", _ms(started))
+                return out
+        for key in missing:
+            out[key] = Lookup(None, status, _ms(started))
+        return out
 
 
 class _Skip(Exception):

@@ -245,6 +245,27 @@ def apply_update(cells: dict[str, bytes], update: Update, now_ms: int) -> dict[s
     return out
 
 
+def replay_split(observations: list[Observation], contributes: list[bool]) -> list[History | None]:
+    """Point-in-time history where only ``contributes[i]`` messages add to a profile.
+
+    For evaluation: training messages build the profiles; test messages only
+    read them, so no test message sees another test message's label.
+    """
+    order = sorted(range(len(observations)), key=lambda i: observations[i].when)
+    profiles: dict[tuple[str, str], Profile] = {}
+    seen: list[History | None] = [None] * len(observations)
+    for i in order:
+        obs = observations[i]
+        if obs.sender is None:
+            seen[i] = History()
+            continue
+        profile = profiles.get((obs.tenant, obs.sender))
+        seen[i] = profile.snapshot() if profile is not None else History()
+        if contributes[i]:
+            profiles.setdefault((obs.tenant, obs.sender), Profile()).add(obs.when, obs.flagged, obs.recipient)
+    return seen
+
+
 class ProfileStore:
     """Reads and writes sender profiles in Bigtable (one client per instance)."""
 

@@ -54,6 +54,16 @@ def serve_function(env: dict[str, str], port: int, log_path: Path, workers: int 
                             cwd=REPO_ROOT, start_new_session=True)
 
 
+def function_env(settings: Settings, emulator_env: dict[str, str], model_dir: Path, shadow: Path | None) -> dict[str, str]:
+    """The MAILSCORE_* variables the served function needs (the shadow's only when one is given)."""
+    env = {**emulator_env, env_var("model_dir"): str(model_dir.resolve()), env_var("project_id"): settings.project_id}
+    for name in ("inbound_topic", "verdict_topic", "dead_letter_topic", "bigtable_instance", "profile_table",
+                 "latency_budget_ms", "claim_check_location", "claim_check_threshold_bytes"):
+        env[env_var(name)] = str(getattr(settings, name))
+    env[env_var("shadow_model_dir")] = str(shadow.resolve()) if shadow is not None else ""
+    return env
+
+
 def wait_until_serving(port: int, server: subprocess.Popen, timeout: float = 120.0) -> None:
     """Block until a worker answers HTTP: it loads the model and clients at import."""
     import requests
@@ -146,6 +156,12 @@ def format_summary(summary: dict) -> str:
         row(f"precision ({summary['positive_labels']})", summary["precision"])
         row("recall", summary["recall"])
         row("ROC AUC", summary["auc"])
+    if "shadow" in summary:
+        shadow = summary["shadow"]
+        row("shadow verdicts", shadow["with_shadow"])
+        if shadow["with_shadow"]:
+            row("shadow label agreement", shadow["label_agreement"])
+            row("shadow score corr. (Pearson)", shadow["score_pearson"])
     lines.append("-" * 48)
     return "\n".join(lines)
 
@@ -162,6 +178,7 @@ def run(
     progress: bool = True,
     workers: int = 2,
     threads: int = 4,
+    shadow: Path | None = None,
 ) -> dict:
     """Run the pipeline on ``corpus``; returns the summary (also written to ``out_dir``)."""
     from google.cloud import pubsub_v1
@@ -207,11 +224,11 @@ def run(
             store.close()
             print(f"loaded {written} sender profiles from {', '.join(map(str, history))}", file=sys.stderr)
 
+        if shadow is not None:
+            candidate = load_model(shadow)  # refuse a broken candidate here, before anything is served
+            print(f"shadow model {candidate.version} from {shadow}", file=sys.stderr)
         port = emu.free_port()
-        env = {**emulators.env(), env_var("model_dir"): str(model_dir.resolve()), env_var("project_id"): settings.project_id}
-        for name in ("inbound_topic", "verdict_topic", "dead_letter_topic", "bigtable_instance", "profile_table",
-                     "latency_budget_ms", "claim_check_location", "claim_check_threshold_bytes"):
-            env[env_var(name)] = str(getattr(settings, name))
+        env = function_env(settings, emulators.env(), model_dir, shadow)
         server = serve_function(env, port, log_dir / "function.log", workers, threads)
         update_port = emu.free_port()
         updater = serve_function(env, update_port, log_dir / "update_profile.log", 1, 4, target="update_profile")
@@ -263,6 +280,10 @@ def run(
         subscriber.close()
 
         summary = summarise(sent, collected, started, finished, model.version)
+        if shadow is not None:
+            from mailscore.compare import agreement
+
+            summary["shadow"] = agreement([r for r in collected.records.values() if r.get("status") == "verdict"])
         summary["corpus"] = [str(p) for p in corpus]
         trained_on = [Path(p).resolve() for p in model.card.get("training_data", {}).get("sources", [])]
         summary["model_trained_on"] = [str(p) for p in trained_on]

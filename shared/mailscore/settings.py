@@ -72,6 +72,14 @@ class Settings:
     claim_check_location: str = ""
     # Shadow model: a candidate scored beside the live one, never labelling.
     shadow_model_dir: str = ""
+    # Where a gs:// model (MAILSCORE_MODEL_DIR or the shadow) is downloaded to.
+    model_cache_dir: str = "/tmp/mailscore-models"
+    # Training picks the thresholds for these false-positive rates on
+    # held-out legitimate mail: suspicious at 1%, phishing at 0.1%.
+    target_fpr_suspicious: float = 0.01
+    target_fpr_phishing: float = 0.001
+    # Reasons (tree SHAP) for "all" verdicts or only "flagged" (non-safe) ones.
+    reasons_for: str = "all"
     limits: ParseLimits = field(default_factory=ParseLimits)
 
     @classmethod
@@ -111,6 +119,13 @@ class Settings:
                 "MAILSCORE_THRESHOLD_SUSPICIOUS must not exceed "
                 "MAILSCORE_THRESHOLD_PHISHING"
             )
+        for name in ("target_fpr_suspicious", "target_fpr_phishing"):
+            if not 0.0 < getattr(self, name) < 1.0:
+                raise ConfigError(f"{env_var(name)} must be between 0 and 1, got {getattr(self, name)}")
+        if self.target_fpr_phishing > self.target_fpr_suspicious:
+            raise ConfigError("MAILSCORE_TARGET_FPR_PHISHING must not exceed MAILSCORE_TARGET_FPR_SUSPICIOUS")
+        if self.reasons_for not in ("all", "flagged"):
+            raise ConfigError(f"MAILSCORE_REASONS_FOR must be 'all' or 'flagged', got {self.reasons_for!r}")
         for name in ("bigtable_attempt_timeout_seconds", "publish_timeout_seconds"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{env_var(name)} must be positive")

@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 from mailscore import claimcheck, envelope
@@ -57,11 +58,10 @@ class Worker:
         from mailscore.cache import BoundedCache
         from mailscore.claimcheck import ObjectStore
         from mailscore.history import HistorySource
-        from mailscore.model import load_model
         from mailscore.profiles import ProfileStore
         from mailscore.scoring import Scorer
 
-        model = load_model(settings.model_dir)
+        model, shadow = load_models(settings)
         store = ProfileStore(settings)
         cache = BoundedCache(settings.profile_cache_max_entries, settings.profile_cache_ttl_seconds)
         publisher = pubsub_v1.PublisherClient(
@@ -69,10 +69,11 @@ class Worker:
             # window (measured on the emulator: 5.4 ms per wait at 2 ms, 3.5 ms at 0.5 ms).
             batch_settings=pubsub_v1.types.BatchSettings(max_latency=0.0005, max_messages=100)
         )
-        log.info("worker ready", extra={"fields": {"model_version": model.version}})
+        log.info("worker ready", extra={"fields": {"model_version": model.version,
+                                                   "shadow_model_version": shadow.version if shadow else None}})
         claim_store = ObjectStore(settings.claim_check_location) if settings.claim_check_location else None
         history = HistorySource(store.read, cache, min_timeout_s=settings.history_min_timeout_ms / 1000.0)
-        return cls(settings, Scorer(settings, model, history), publisher, claim_store)
+        return cls(settings, Scorer(settings, model, history, shadow=shadow), publisher, claim_store)
 
     def metrics(self) -> dict:
         """Per-instance counters: messages handled and the profile cache's figures."""
@@ -171,6 +172,25 @@ def dead_letter_attributes(attributes: dict[str, str], pubsub_id: str, exc: Inva
         "detail": exc.detail[:200],
         "pubsub_message_id": pubsub_id,
     }
+
+
+def load_models(settings: Settings) -> tuple[Any, Any]:
+    """The live model (a failure stops the instance) and the shadow, if one is set.
+
+    A shadow that cannot be loaded is logged as an error and left out: a
+    candidate must never take the live scoring down with it.
+    """
+    from mailscore.errors import ModelError
+    from mailscore.model import load_model_from
+
+    model = load_model_from(settings.model_dir, settings.model_cache_dir)
+    shadow = None
+    if settings.shadow_model_dir:
+        try:
+            shadow = load_model_from(settings.shadow_model_dir, Path(settings.model_cache_dir) / "shadow")
+        except ModelError as exc:
+            log.error("shadow model not loaded, scoring without it", extra={"fields": {"error": str(exc)}})
+    return model, shadow
 
 
 def _event_bytes(event: Any) -> bytes:

@@ -98,3 +98,39 @@ def test_run_on_real_corpus(unique_settings, tmp_path):
     lines = (tmp_path / "out" / "verdicts.jsonl").read_text().splitlines()
     assert len(lines) == n
     assert 0.0 <= summary["auc"] <= 1.0 and summary["in_sample"] is False
+
+
+def test_run_with_shadow_model_reports_both_scores_and_agreement(unique_settings, model_dir, tmp_path):
+    from mailscore.compare import agreement, read_verdicts
+
+    summary = runner.run([TRAIN_DIR / "phish"], tmp_path / "out", history=[], settings=unique_settings,
+                         progress=False, shadow=model_dir)
+    verdicts = read_verdicts([tmp_path / "out" / "verdicts.jsonl"])
+    assert verdicts and len(verdicts) == summary["verdicts"]
+    for verdict in verdicts:  # the candidate is the live model itself: same score, same label
+        assert verdict["shadow"]["score"] == verdict["score"] and verdict["shadow"]["label"] == verdict["label"]
+    assert summary["shadow"]["with_shadow"] == len(verdicts) and summary["shadow"]["label_agreement"] == 1.0
+    assert agreement(verdicts)["score_mean_abs_diff"] == 0.0
+
+
+def test_compare_pulls_verdicts_from_a_subscription(unique_settings):
+    from google.cloud import pubsub_v1
+
+    settings = unique_settings
+    topology.create_topics(settings)
+    subscriber = pubsub_v1.SubscriberClient()
+    name = topology.subscription_path(settings, f"compare-{settings.verdict_topic}")
+    subscriber.create_subscription(request={"name": name, "topic": topology.topic_path(settings, settings.verdict_topic)})
+    publisher = pubsub_v1.PublisherClient()
+    for live, cand in (("safe", "safe"), ("phishing", "suspicious")):
+        verdict = {"label": live, "score": 0.9 if live == "phishing" else 0.1, "model_version": "xgb-live",
+                   "shadow": {"model_version": "xgb-cand", "label": cand, "score": 0.5}}
+        publisher.publish(topology.topic_path(settings, settings.verdict_topic), json.dumps(verdict).encode()).result()
+    env = {**os.environ, env_var("project_id"): settings.project_id, env_var("verdict_topic"): settings.verdict_topic}
+    done = subprocess.run([sys.executable, "-m", "mailscore.cli", "compare", "--json", "--subscription", name.rsplit("/", 1)[-1],
+                           "--count", "2", "--seconds", "60"], capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
+    subscriber.delete_subscription(request={"subscription": name})
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["with_shadow"] == 2 and summary["label_agreement"] == 0.5
+    assert summary["label_confusion"]["phishing"]["suspicious"] == 1

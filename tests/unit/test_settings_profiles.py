@@ -48,3 +48,22 @@ def test_replay_is_point_in_time():
     assert seen[4].msg_count == 0  # another tenant's history is separate
     final = profiles[("t", "a@x.example")]
     assert final.cells() == {"msg_count": 3, "first_seen": 100, "last_seen": 300, "flagged_count": 1, "recipients": 2}
+
+
+def test_targets_and_reasons_setting_are_validated():
+    settings = Settings.from_env(env={"MAILSCORE_TARGET_FPR_SUSPICIOUS": "0.02", "MAILSCORE_REASONS_FOR": "flagged"})
+    assert settings.target_fpr_suspicious == 0.02 and settings.reasons_for == "flagged"
+    for env in ({"MAILSCORE_TARGET_FPR_PHISHING": "0"}, {"MAILSCORE_TARGET_FPR_PHISHING": "0.5"},
+                {"MAILSCORE_REASONS_FOR": "some"}):
+        with pytest.raises(ConfigError):
+            Settings.from_env(env=env)
+
+
+def test_runner_passes_the_shadow_model_to_the_function(tmp_path):
+    from mailscore.runner import function_env
+
+    settings = Settings.from_env(env={})
+    with_shadow = function_env(settings, {"PUBSUB_EMULATOR_HOST": "127.0.0.1:1"}, tmp_path / "live", tmp_path / "cand")
+    assert with_shadow["MAILSCORE_SHADOW_MODEL_DIR"] == str((tmp_path / "cand").resolve())
+    assert with_shadow["MAILSCORE_MODEL_DIR"] == str((tmp_path / "live").resolve())
+    assert function_env(settings, {}, tmp_path / "live", None)["MAILSCORE_SHADOW_MODEL_DIR"] == ""
