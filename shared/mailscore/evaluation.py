@@ -503,13 +503,19 @@ def confusion(labels: np.ndarray, scores: np.ndarray, thresholds: dict[str, floa
 def thresholds_for_targets(labels: np.ndarray, scores: np.ndarray, *, suspicious_fpr: float, phishing_fpr: float) -> dict:
     """Thresholds chosen on held-out legitimate scores, with what they achieve there."""
     negatives = np.asarray(scores)[np.asarray(labels) == 0]
-    suspicious = threshold_at_fpr(negatives, suspicious_fpr)
-    phishing = max(threshold_at_fpr(negatives, phishing_fpr), suspicious)
+    n = max(1, len(negatives))
+    # A target finer than the data resolves would be set by one or two messages (the
+    # highest legitimate scores): widen it to what n held-out legitimate messages can
+    # show (3 false positives for suspicious, 1 for phishing) and say so in the card.
+    effective = {"suspicious_fpr": max(suspicious_fpr, 3.0 / n), "phishing_fpr": max(phishing_fpr, 1.0 / n)}
+    suspicious = threshold_at_fpr(negatives, effective["suspicious_fpr"])
+    phishing = max(threshold_at_fpr(negatives, effective["phishing_fpr"]), suspicious)
     return {
         "suspicious": suspicious,
         "phishing": phishing,
         "method": "lowest score whose false-positive rate on out-of-fold legitimate mail is within the target",
         "targets": {"suspicious_fpr": suspicious_fpr, "phishing_fpr": phishing_fpr},
+        "effective_targets": {k: _r(v) for k, v in effective.items()},
         "legitimate_messages": int(len(negatives)),
         "fpr_resolution": _r(1.0 / len(negatives)) if len(negatives) else None,
         "achieved": {
