@@ -30,6 +30,8 @@ help:
 	@echo "make lint-infra                                    terraform fmt, checkov and the Terraform static tests"
 	@echo "make plan | make deploy [AUTO_APPROVE=1]           terraform plan/apply of infra/terraform (needs credentials)"
 	@echo "make bench [BENCH_COUNT=N] [BENCH_ARGS=...]         throughput/latency per mode -> out/bench.json, out/bench.png"
+	@echo "make chaos [CORPUS=DIR] [CHAOS_ARGS=...]            faults while emails flow; reconciled -> OUT/chaos.json"
+	@echo "make fuzz [CORPUS=DIR] [FUZZ_ARGS=--count N]         mutation fuzzing of parser + features -> OUT/fuzz.json"
 	@echo "make evaluate [CORPUS=DIR] [OUT=DIR]               leakage-safe evaluation: OUT/eval/report.{json,md} + plots"
 
 # The stamp is rebuilt only when the pinned requirements change: the second run is instant.
@@ -53,6 +55,14 @@ test-unit: venv
 BENCH_ARGS ?=
 bench: venv
 	$(BIN)/python -m mailscore.bench --out $(OUT) $(BENCH_ARGS)
+
+# Faults injected while emails flow, then every input reconciled: OUT/chaos.json.
+chaos: venv
+	$(BIN)/python -m mailscore.chaos $(CORPUS) --out $(OUT) $(CHAOS_ARGS)
+
+# Mutation fuzzing of the parser and feature extractor: OUT/fuzz.json.
+fuzz: venv
+	$(BIN)/python -m mailscore.fuzz $(or $(CORPUS),$(if $(wildcard ../shared/corpus/phish),../shared/corpus,data/train)) --out $(OUT)/fuzz.json $(FUZZ_ARGS)
 
 train: venv
 	$(BIN)/mailscore train $(or $(CORPUS),data/train)
