@@ -236,3 +236,31 @@ def test_the_static_check_rejects_interpolated_content():
     assert not _fixed_detail(ast.parse('f"bad subject {subject}"', mode="eval").body)
     assert not _fixed_detail(ast.parse('"bad header: " + value', mode="eval").body)
     assert not _fixed_detail(ast.parse("str(exc)", mode="eval").body)
+
+
+class _FailingScorer:
+    """A scorer with a bug whose exception message quotes the input, as stdlib errors can."""
+
+    history = None
+
+    def score(self, raw, **kwargs):
+        first_line = raw.split(b"\n", 1)[0].decode("latin-1")
+        raise ValueError(f"cannot handle {first_line!r}")
+
+
+def test_an_unexpected_failure_escapes_the_handler_without_the_input(settings, captured_logs):
+    """What escapes the handler is logged by functions-framework with its traceback: no content in it."""
+    import traceback
+
+    raw = b"From: Dana Q <dana.q@sender-one.example>\nSubject: Salary review for all staff\n\nhello\n"
+    secrets = leakscan.secrets_of(raw)
+    worker = Worker(settings, _FailingScorer(), RecordingPublisher())
+    with pytest.raises(Exception) as raised:
+        worker.handle_event(_push(raw, {"tenant": "acme", "message_id": "m-1"}))
+    printed = "".join(traceback.format_exception(raised.value))  # what a logger prints for it
+    assert "ValueError" in printed  # the type still says what went wrong
+    assert leakscan.find(secrets, printed) == {"address": 0, "subject": 0}, "the escaping exception quotes the input"
+    assert leakscan.find(secrets, captured_logs.getvalue()) == {"address": 0, "subject": 0}
+    logged = [json.loads(line) for line in captured_logs.getvalue().splitlines()]
+    assert [(e["message"], e["error"]) for e in logged] == [("unexpected scoring failure", "ValueError")]
+    assert logged[0]["at"].endswith("in score") and ".py:" in logged[0]["at"]  # where, for whoever debugs it
