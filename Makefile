@@ -15,6 +15,9 @@ TF_DIR := infra/terraform
 TERRAFORM ?= terraform
 CHECKOV_VENV ?= .venv-checkov
 CHECKOV_ENV := CKV_SKIP_PACKAGE_UPDATE_CHECK=true BC_SKIP_MAPPING=TRUE
+# `make audit`: pip-audit in its own virtualenv, against this vulnerability service.
+AUDIT_VENV ?= .venv-audit
+AUDIT_SERVICE ?= pypi
 
 .PHONY: venv run test test-unit train evaluate score bench chaos fuzz audit clean help package lint-infra fmt-infra checkov plan deploy
 # `make evaluate` defaults to the real corpus beside the project when it is there.
@@ -33,6 +36,7 @@ help:
 	@echo "make chaos [CORPUS=DIR] [CHAOS_ARGS=...]            faults while emails flow; reconciled -> OUT/chaos.json"
 	@echo "make fuzz [CORPUS=DIR] [FUZZ_ARGS=--count N]         mutation fuzzing of parser + features -> OUT/fuzz.json"
 	@echo "make evaluate [CORPUS=DIR] [OUT=DIR]               leakage-safe evaluation: OUT/eval/report.{json,md} + plots"
+	@echo "make audit [AUDIT_SERVICE=pypi|osv]                pip-audit the pinned requirements -> OUT/audit.json"
 
 # The stamp is rebuilt only when the pinned requirements change: the second run is instant.
 $(BIN)/.installed: requirements.txt requirements-dev.txt pyproject.toml
@@ -90,6 +94,20 @@ $(CHECKOV_VENV)/bin/.installed: infra/requirements-checkov.txt
 checkov: $(CHECKOV_VENV)/bin/.installed
 	$(CHECKOV_ENV) $(CHECKOV_VENV)/bin/checkov --directory $(TF_DIR) --framework terraform \
 		--skip-download --download-external-modules false --compact --quiet
+
+# pip-audit lives in its own virtualenv too (rebuilt only when its pins change). It
+# resolves requirements*.txt in a temporary venv of its own and looks every
+# resolved release up in the vulnerability service; infra/scripts/audit.py turns
+# the result into one summary, and a service that cannot be reached or answers
+# for no package into a clear failure (exit 2 or 3), never a silent pass.
+$(AUDIT_VENV)/bin/.installed: infra/requirements-audit.txt
+	@test -x $(AUDIT_VENV)/bin/python || $(PYTHON) -m venv $(AUDIT_VENV)
+	$(AUDIT_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r infra/requirements-audit.txt
+	@touch $@
+
+audit: $(AUDIT_VENV)/bin/.installed
+	$(AUDIT_VENV)/bin/python infra/scripts/audit.py --service $(AUDIT_SERVICE) --out $(OUT)/audit.json \
+		requirements.txt requirements-dev.txt
 
 fmt-infra:
 	$(TERRAFORM) fmt -recursive $(TF_DIR)

@@ -26,6 +26,16 @@ class TransientError(MailscoreError):
     """A dependency failed in a way that a retry may fix (Bigtable, publish)."""
 
 
+class UnexpectedFailure(MailscoreError):
+    """Anything unexpected while scoring, re-raised by its type name only.
+
+    What escapes a function handler is logged with its traceback by
+    functions-framework, and an exception's message can quote the input (a
+    header, a line of the body): so the original's message and chain stay
+    behind; the log line before it says where it happened.
+    """
+
+
 class ModelError(MailscoreError):
     """The model cannot be loaded or does not match this code's feature schema."""
 

@@ -9,8 +9,10 @@ Delivery semantics:
   without history and the verdict is ``degraded`` with the reason;
 * a failed publish raises, so Pub/Sub redelivers with backoff and, after
   the subscription's maximum attempts, dead-letters it;
-* anything unexpected while scoring is logged with its type (never content)
-  and raised too: it is retried, then dead-lettered by the subscription.
+* anything unexpected while scoring is logged with its type and innermost
+  frame (never content) and raised as ``UnexpectedFailure``, which carries
+  only the type name (what escapes is logged by functions-framework): it is
+  retried, then dead-lettered by the subscription.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from mailscore import claimcheck, envelope
-from mailscore.errors import InvalidMessage, TransientError
+from mailscore.errors import InvalidMessage, TransientError, UnexpectedFailure
 from mailscore.settings import Settings
 
 log = logging.getLogger("mailscore.worker")
@@ -119,8 +121,9 @@ class Worker:
             log.warning("transient failure, redelivery requested", extra={"fields": self._ids(message, error=str(exc))})
             raise
         except Exception as exc:
-            log.error("unexpected scoring failure", extra={"fields": self._ids(message, error=type(exc).__name__)})
-            raise
+            log.error("unexpected scoring failure",
+                      extra={"fields": self._ids(message, error=type(exc).__name__, at=_where(exc))})
+            raise UnexpectedFailure(type(exc).__name__) from None  # retried; no message, no chain: see the class
         if message.publish_time is not None:
             verdict["timings"]["since_publish_ms"] = round(
                 (time.time() - message.publish_time.timestamp()) * 1000.0, 3
@@ -191,6 +194,17 @@ def load_models(settings: Settings) -> tuple[Any, Any]:
         except ModelError as exc:
             log.error("shadow model not loaded, scoring without it", extra={"fields": {"error": str(exc)}})
     return model, shadow
+
+
+def _where(exc: BaseException) -> str:
+    """The innermost frame of ``exc`` as ``file.py:line in function``: code, never data."""
+    import traceback
+
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return ""
+    frame = frames[-1]
+    return f"{Path(frame.filename).name}:{frame.lineno} in {frame.name}"
 
 
 def _event_bytes(event: Any) -> bytes:

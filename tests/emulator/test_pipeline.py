@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+import leakscan
 from conftest import CORPUS_DIR, ROOT, TRAIN_DIR
 from emails import PHISH, make_email
 from mailscore import emulators as emu
@@ -74,7 +75,34 @@ def test_function_scores_and_dead_letters_through_push(unique_settings, tmp_path
     assert "corp-example-login" not in log_text and "alice@corp.example" not in log_text
 
 
-def test_run_on_shipped_emails(unique_settings, tmp_path):
+def assert_run_leaked_nothing(out_dir: Path, inputs: list[Path], summary: dict, runner_output: str) -> None:
+    """No address or subject of ``inputs`` in our logs, verdicts.jsonl (but its ``file``), summary or output.
+
+    Scanned: OUT/logs/function.log and update_profile.log (everything the two
+    functions and functions-framework wrote), verdicts.jsonl without each
+    record's ``file`` (the local path), summary.json, and what the runner
+    printed. Not scanned: the emulators' logs (Google's programs; see
+    leakscan.EMULATOR_LOG_SUFFIX). How addresses and subjects are matched,
+    and why subjects only from 8 characters: see tests/leakscan.py. Failures
+    name the file and the kind of leak, never the leaked text.
+    """
+    # Plain numbers and names in the asserts: pytest prints what a failed expression holds.
+    secrets = leakscan.secrets_of_files(inputs)
+    n_inputs, n_addresses, n_subjects = len(inputs), secrets.addresses, len(secrets.subjects)
+    assert n_addresses > n_inputs // 2 and n_subjects > n_inputs // 2  # the scan looks for something
+    logs = {p.name: p.read_text(encoding="utf-8", errors="replace") for p in leakscan.our_logs(out_dir)}
+    log_names = sorted(logs)
+    assert set(leakscan.OUR_LOGS) <= set(log_names)
+    scored_lines = logs["function.log"].count('"message": "scored"')
+    update_lines = logs["update_profile.log"].count('"message": "profile update"')
+    assert scored_lines >= summary["verdicts"] > 0 and update_lines > 0  # the logs are this run's
+    findings = leakscan.scan_run(out_dir, secrets, {"runner output": runner_output})
+    assert findings == [], "input addresses/subjects in what mailscore wrote (see the files named)"
+    violations = [v for name, text in logs.items() for v in leakscan.metric_label_violations(name, text)]
+    assert violations == [], "a log field that becomes a metric label is not a plain code"
+
+
+def test_run_on_shipped_emails(unique_settings, tmp_path, capfd):
     summary = runner.run([TRAIN_DIR], tmp_path / "out", history=[TRAIN_DIR], settings=unique_settings, progress=False)
     n = len(list(TRAIN_DIR.rglob("*.eml")))
     assert summary["records"] == summary["published"] == n
@@ -87,17 +115,21 @@ def test_run_on_shipped_emails(unique_settings, tmp_path):
     assert {Path(line["file"]).name for line in lines} == {p.name for p in TRAIN_DIR.rglob("*.eml")}
     assert sum(line.get("sender_known", False) for line in lines) > 10  # profiles were read from Bigtable
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["records"] == n
+    captured = capfd.readouterr()
+    assert_run_leaked_nothing(tmp_path / "out", sorted(TRAIN_DIR.rglob("*.eml")), summary, captured.out + captured.err)
 
 
 @pytest.mark.corpus
 @pytest.mark.skipif(not CORPUS_DIR.is_dir(), reason=f"corpus folder {CORPUS_DIR} absent (set MAILSCORE_CORPUS)")
-def test_run_on_real_corpus(unique_settings, tmp_path):
+def test_run_on_real_corpus(unique_settings, tmp_path, capfd):
     summary = runner.run([CORPUS_DIR], tmp_path / "out", history=[TRAIN_DIR], settings=unique_settings, progress=False)
     n = len(list(CORPUS_DIR.rglob("*.eml")))
     assert summary["records"] == n and summary["lost"] == 0
     lines = (tmp_path / "out" / "verdicts.jsonl").read_text().splitlines()
     assert len(lines) == n
     assert 0.0 <= summary["auc"] <= 1.0 and summary["in_sample"] is False
+    captured = capfd.readouterr()  # the log scan runs on this run: no second pass over the corpus
+    assert_run_leaked_nothing(tmp_path / "out", sorted(CORPUS_DIR.rglob("*.eml")), summary, captured.out + captured.err)
 
 
 def test_run_with_shadow_model_reports_both_scores_and_agreement(unique_settings, model_dir, tmp_path):
