@@ -46,6 +46,13 @@ resource "google_pubsub_topic_iam_member" "score_email_publishes_dead_letters" {
   member = google_service_account.function["score_email"].member
 }
 
+# update_profile dead-letters verdicts it cannot read (shared/mailscore/updater.py).
+resource "google_pubsub_topic_iam_member" "update_profile_publishes_dead_letters" {
+  topic  = google_pubsub_topic.dead_letter.id
+  role   = "roles/pubsub.publisher"
+  member = google_service_account.function["update_profile"].member
+}
+
 # score_email reads sender profiles (ReadRows only).
 resource "google_bigtable_table_iam_member" "score_email_reads_profiles" {
   instance_name = google_bigtable_instance.profiles.name
