@@ -86,7 +86,8 @@ class _Headers:
         return self.first.get(name)
 
 
-def _visit(headers: _Headers, body: bytes, state: Walk, depth: int, max_parts: int, max_depth: int, *, root: bool) -> None:
+def _visit(headers: _Headers, body: bytes, state: Walk, depth: int, max_parts: int, max_depth: int, *, root: bool,
+           root_checked: bool | None = None) -> None:
     state.parts += 1
     if state.parts > max_parts:
         raise Fallback
@@ -106,14 +107,17 @@ def _visit(headers: _Headers, body: bytes, state: Walk, depth: int, max_parts: i
     cte = headers.get("content-transfer-encoding")
     if not boundary or not boundary.isascii() or (cte is not None and cte.lower() not in _CTE_MULTIPART_OK):
         raise Fallback
-    if any(odd in body for odd in _ODD_LINE_BREAKS) or body.count(b"\r") != body.count(b"\r\n"):
-        raise Fallback
+    if root_checked is None:
+        # Every nested body is a slice of this one: checked once, for all of them.
+        if any(odd in body for odd in _ODD_LINE_BREAKS) or (b"\r" in body and body.count(b"\r") != body.count(b"\r\n")):
+            raise Fallback
+        root_checked = True
     children = _split(body, boundary.encode("ascii"))
     if not children:
         raise Fallback
     for child in children:
         child_headers, child_body = _part(child)
-        _visit(child_headers, child_body, state, depth + 1, max_parts, max_depth, root=False)
+        _visit(child_headers, child_body, state, depth + 1, max_parts, max_depth, root=False, root_checked=root_checked)
 
 
 def _split(body: bytes, boundary: bytes) -> list[bytes]:
