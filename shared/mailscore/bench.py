@@ -71,8 +71,9 @@ def inprocess(raws: list[bytes], settings, model, *, reps: int = 3, progress=Non
             msg = parse_email(raw, settings.limits)
         except InvalidMessage:
             return
-        parse_sender(msg.get("from"))
-        row = extract(msg, history, trusted_authserv_ids=settings.trusted_authserv_ids, limits=settings.limits)
+        sender = parse_sender(msg.get("from"))  # the profile key is read first, as the scorer does
+        row = extract(msg, history, trusted_authserv_ids=settings.trusted_authserv_ids, limits=settings.limits,
+                      sender=sender)
         model.predict(row.reshape(1, -1))
 
     calls = {

@@ -80,12 +80,36 @@ def _make_link(url: str) -> Link | None:
     if url.lower().startswith("www."):
         url = "http://" + url
     try:
-        host = urlsplit(url).hostname or ""
+        host = _hostname(url)
     except ValueError:
         return None
     if not host:
         return None
     return Link(url=url, host=host, domain=registrable_domain(host), is_ip=_is_ip(host))
+
+
+# The netloc of an http(s) URL, as urlsplit finds it: up to the first "/", "?" or "#".
+_HTTP_NETLOC = re.compile(r"(?i)https?://([^/?#]*)")
+
+
+def _hostname(url: str) -> str:
+    """``urlsplit(url).hostname or ""``, without urlsplit for the common case.
+
+    A plain ``http(s)://`` URL whose netloc is ASCII without brackets, and
+    with no tab or line break anywhere (urlsplit deletes those first), has
+    the host urlsplit would give computed the way its ``hostname`` does it;
+    anything else goes through urlsplit itself (which may raise ValueError).
+    """
+    match = _HTTP_NETLOC.match(url)
+    if match is not None and "\t" not in url and "\r" not in url and "\n" not in url:
+        netloc = match.group(1)
+        if netloc.isascii() and "[" not in netloc and "]" not in netloc:
+            host = netloc.rpartition("@")[2].partition(":")[0]
+            if "%" in host:
+                host, percent, zone = host.partition("%")
+                return host.lower() + percent + zone
+            return host.lower()
+    return urlsplit(url).hostname or ""
 
 
 @dataclass
