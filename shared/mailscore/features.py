@@ -375,4 +375,6 @@ def extract(
         )
         f["sender_flagged_share"] = history.flagged_count / history.msg_count if history.msg_count else math.nan
         f["sender_recipients_log"] = math.log1p(history.recipients)
+    if len(f) == len(FEATURE_NAMES):  # only schema keys were set: the dict is in schema order
+        return np.array(list(f.values()), dtype=np.float32)
     return np.fromiter((f[name] for name in FEATURE_NAMES), dtype=np.float32, count=len(FEATURE_NAMES))

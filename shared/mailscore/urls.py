@@ -135,6 +135,7 @@ _ANCHOR_CLOSE = re.compile(r"(?i)</a\s*>|<a\s")
 _HREF = re.compile(r"""(?i)\bhref\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'>]+))""")
 _FORM = re.compile(r"(?i)<form\b")
 _SCRIPT = re.compile(r"(?i)<script\b")
+_FORM_OR_SCRIPT = re.compile(r"(?i)<(form|script)\b")
 _ANCHOR_TEXT_CHARS = 4096
 
 
@@ -143,7 +144,11 @@ def read_html(html: str, max_urls: int) -> HtmlView:
     visible = _TAG.sub(" ", _without_hidden(html))
     if "&" in visible:
         visible = unescape(visible)
-    return HtmlView(visible, _anchors(html, max_urls), len(_FORM.findall(html)), len(_SCRIPT.findall(html)))
+    # One scan for both: a match is "<form" or "<script" (any case) at a word end,
+    # so the two counts are those of _FORM and _SCRIPT.
+    opened = _FORM_OR_SCRIPT.findall(html)
+    forms = sum(1 for name in opened if name[0] in "fF")
+    return HtmlView(visible, _anchors(html, max_urls), forms, len(opened) - forms)
 
 
 def _without_hidden(html: str) -> str:
@@ -162,7 +167,9 @@ def _without_hidden(html: str) -> str:
             pos = end + 3 if end >= 0 else len(html)
         else:
             kept.append(html[pos:hidden.start()])
-            close = _HIDDEN_CLOSE[hidden.group(1).lower()].search(html, hidden.end())
+            # By its last letter: (?i) also matches "\u017fcript" (long s), which .lower() keeps as it is.
+            kind = "script" if hidden.group(1)[-1] in "tT" else "style"
+            close = _HIDDEN_CLOSE[kind].search(html, hidden.end())
             pos = close.end() if close else len(html)
         if 0 <= comment < pos:
             comment = html.find(_COMMENT_OPEN, pos)
