@@ -46,6 +46,7 @@ class Leaf:
     filename: str | None
     disposition: str
     charset: Callable[[], str | None]
+    size: int | None = None  # len of the decoded payload when ``data`` was not decoded (b"")
 
 
 @dataclass
@@ -195,10 +196,15 @@ def _leaf(headers: _Headers, ctype: str, body: bytes) -> Leaf:
     if headers.counts.get("content-type", 0) > 1 or headers.counts.get("content-transfer-encoding", 0) > 1:
         raise Fallback
     cte = (headers.get("content-transfer-encoding") or "").lower()
+    size = None
     if cte == "quoted-printable":
         data = binascii.a2b_qp(body)
     elif cte == "base64":
-        data = _b64decode(b"".join(body.splitlines()))
+        encoded = body.translate(None, b"\r\n")  # what joining body.splitlines() gives
+        # Only text/plain and text/html payloads are read; of any other part only
+        # the decoded length counts, which well-formed base64 gives without decoding.
+        size = None if ctype in ("text/plain", "text/html") else _b64_size(encoded)
+        data = _b64decode(encoded) if size is None else b""
     elif cte in ("x-uuencode", "uuencode", "uue", "x-uue"):
         raise Fallback
     else:
@@ -211,7 +217,7 @@ def _leaf(headers: _Headers, ctype: str, body: bytes) -> Leaf:
         filename = unquote(unquote(filename)).strip()
     disposition_type = split_param(disposition)[0].lower() if disposition is not None else ""
     content_type_value = headers.get("content-type")
-    return Leaf(ctype, data, filename, disposition_type, lambda: charset(content_type_value))
+    return Leaf(ctype, data, filename, disposition_type, lambda: charset(content_type_value), size)
 
 
 def _b64decode(encoded: bytes) -> bytes:
@@ -227,6 +233,25 @@ def _b64decode(encoded: bytes) -> bytes:
         except binascii.Error:
             continue
     return encoded
+
+
+_B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+
+
+def _b64_size(encoded: bytes) -> int | None:
+    """``len(_b64decode(encoded))`` when ``encoded`` is strictly valid base64 (after the
+    padding ``_b64decode`` adds), else None: then only decoding can tell."""
+    n = len(encoded)
+    stripped = encoded.rstrip(b"=")
+    pads = n - len(stripped)
+    if pads > 2 or stripped.translate(None, _B64_ALPHABET):
+        return None
+    rest = n % 4
+    if rest == 0:
+        return n // 4 * 3 - pads
+    if pads or rest == 1:
+        return None
+    return n // 4 * 3 + rest - 1
 
 
 def _clean_header_value(value: str) -> bool:

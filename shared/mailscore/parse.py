@@ -293,7 +293,7 @@ def _parse_body(parsed: ParsedEmail, body: bytes, limits: ParseLimits, *, fast: 
         budget = limits.max_body_scan_bytes
         for leaf in walk.leaves:
             budget = _take_leaf(parsed, leaf.content_type, leaf.data, leaf.filename, leaf.disposition, leaf.charset,
-                                budget, text_parts, html_parts)
+                                budget, text_parts, html_parts, size=leaf.size)
     else:
         _walk_compat32(parsed, body, mime_pairs, limits, text_parts, html_parts)
     parsed.text = "\n".join(text_parts)
@@ -341,13 +341,18 @@ def _walk_compat32(parsed: ParsedEmail, body: bytes, mime_pairs: list[tuple[str,
 
 
 def _take_leaf(parsed: ParsedEmail, ctype: str, data: bytes, filename: str | None, disposition: str,
-               charset: Callable[[], str | None], budget: int, text_parts: list[str], html_parts: list[str]) -> int:
-    """Record one leaf part (attachment and/or text); returns the text budget left."""
+               charset: Callable[[], str | None], budget: int, text_parts: list[str], html_parts: list[str],
+               *, size: int | None = None) -> int:
+    """Record one leaf part (attachment and/or text); returns the text budget left.
+
+    ``size`` is the decoded length when the walk did not decode ``data`` (a part
+    that is neither text/plain nor text/html, whose content is never read).
+    """
     if filename or disposition == "attachment" or not (
         ctype.startswith("text/") or ctype.startswith("multipart/")
     ):
         parsed.attachments.append(
-            Attachment(decode_words(str(filename or ""), parsed.defects)[:255], ctype, len(data))
+            Attachment(decode_words(str(filename or ""), parsed.defects)[:255], ctype, len(data) if size is None else size)
         )
         if ctype != "text/html":
             return budget
