@@ -137,8 +137,11 @@ def _split_header_block(raw: bytes, limits: ParseLimits, defects: set[str]) -> t
 
 def _parse_headers(block: bytes, limits: ParseLimits, defects: set[str]) -> list[tuple[str, str]]:
     fields: list[list[bytes]] = []
+    max_headers = limits.max_headers
+    valid_name = _HEADER_NAME.match
     for line in block.splitlines():
-        if line[:1] in (b" ", b"\t"):
+        first = line[:1]
+        if first == b" " or first == b"\t":
             if fields:
                 fields[-1][1] += b" " + line.strip()
             else:
@@ -150,10 +153,10 @@ def _parse_headers(block: bytes, limits: ParseLimits, defects: set[str]) -> list
                 defects.add("header_line_invalid")
             continue
         name = name.rstrip()
-        if not name or not _HEADER_NAME.match(name):
+        if not name or not valid_name(name):
             defects.add("header_line_invalid")
             continue
-        if len(fields) >= limits.max_headers:
+        if len(fields) >= max_headers:
             defects.add("headers_truncated")
             break
         fields.append([name, value.strip()])
@@ -169,7 +172,8 @@ def _parse_headers(block: bytes, limits: ParseLimits, defects: set[str]) -> list
         if len(text) > max_chars:
             defects.add("header_value_truncated")
             text = text[:max_chars]
-        headers.append((name.decode("ascii").lower(), decode_words(text, defects) if "=?" in text else text))
+        # A valid name is ASCII: lower-casing the bytes is lower-casing the text.
+        headers.append((name.lower().decode("ascii"), decode_words(text, defects) if "=?" in text else text))
     return headers
 
 
