@@ -187,13 +187,15 @@ def _anchors(html: str, limit: int) -> list[Link]:
         href = _HREF.search(tag.group(0))
         if href is None:
             continue
-        url = next(v for v in href.groups() if v is not None)
+        double, single, bare = href.groups()
+        url = double if double is not None else single if single is not None else bare
         link = _make_link(unescape(url).strip() if "&" in url else url.strip())
         if link is None:
             continue
         close = _ANCHOR_CLOSE.search(html, tag.end(), tag.end() + _ANCHOR_TEXT_CHARS)
         shown_text = html[tag.end(): close.start() if close else tag.end() + _ANCHOR_TEXT_CHARS]
-        shown_text = _TAG.sub(" ", shown_text)
+        if "<" in shown_text:
+            shown_text = _TAG.sub(" ", shown_text)
         shown = _DOMAINISH.match((unescape(shown_text) if "&" in shown_text else shown_text).strip())
         if shown:
             link.anchor_domain = registrable_domain(shown.group(1))
