@@ -187,12 +187,15 @@ def decode_words(value: str, defects: set[str] | None = None) -> str:
     defects = defects if defects is not None else set()
     if "=?" not in value:
         return value
-    # One loop over the matches with the per-word work inlined: Microsoft's
-    # antispam headers carry dozens of encoded words per message.
-    pieces: list[str] = []
-    pos = 0
-    for match in _ENCODED_WORD.finditer(value):
-        charset, encoding, payload = match.groups()
+    # One split (text, charset, encoding, payload, text, ...) and one loop with the
+    # per-word work inlined: Microsoft's antispam headers carry dozens of encoded words.
+    parts = _ENCODED_WORD.split(value)
+    if len(parts) == 1:
+        return value
+    pieces = [parts[0]]
+    append = pieces.append
+    for i in range(1, len(parts), 4):
+        charset, encoding, payload = parts[i], parts[i + 1], parts[i + 2]
         try:
             if encoding == "B" or encoding == "b":
                 # base64.b64decode(..., validate=True) is this strict a2b_base64
@@ -202,7 +205,9 @@ def decode_words(value: str, defects: set[str] | None = None) -> str:
                 data = binascii.a2b_qp(payload.replace("_", " ").encode("ascii", "replace"), header=True)
         except (binascii.Error, ValueError):
             defects.add("encoded_word_invalid")
-            continue  # the word stays as it was (it is part of the next slice)
+            append(f"=?{charset}?{encoding}?{payload}?=")  # the word as it was
+            append(parts[i + 3])
+            continue
         codec, flagged = _word_codec(charset)
         if flagged:
             defects.add("charset_invalid")
@@ -210,12 +215,8 @@ def decode_words(value: str, defects: set[str] | None = None) -> str:
         if "\r" in text or "\n" in text or "\x00" in text:
             defects.add("header_crlf_injection")
             text = text.replace("\r", " ").replace("\n", " ").replace("\x00", " ")
-        pieces.append(value[pos : match.start()])
-        pieces.append(text)
-        pos = match.end()
-    if not pieces:
-        return value
-    pieces.append(value[pos:])
+        append(text)
+        append(parts[i + 3])
     # Whitespace between two adjacent encoded words is not part of the text.
     return "".join(pieces)
 
