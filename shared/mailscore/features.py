@@ -10,6 +10,7 @@ which XGBoost routes down each split's learned default branch.
 
 from __future__ import annotations
 
+import calendar
 import email.utils
 import math
 import re
@@ -180,9 +181,35 @@ def list_domains(msg: ParsedEmail | _FirstHeaders) -> frozenset[str]:
     return frozenset(found)
 
 
+# The usual RFC 5322 date ("Tue, 3 Dec 2026 10:11:12 +0000", anything after a
+# blank ignored as parsedate_tz ignores it); ASCII only, explicit numeric zone.
+_PLAIN_DATE = re.compile(
+    r"(?ai)[ \t]*(?:(?:mon|tue|wed|thu|fri|sat|sun),[ \t]*)?([0-9]{1,2})[ \t]+"
+    r"(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[ \t]+([0-9]{4})[ \t]+"
+    r"([0-9]{2}):([0-9]{2}):([0-9]{2})[ \t]+([+-])([0-9]{4})(?:[ \t]|$)"
+)
+_MONTHS = {name: i for i, name in enumerate(("jan", "feb", "mar", "apr", "may", "jun",
+                                             "jul", "aug", "sep", "oct", "nov", "dec"), start=1)}
+
+
 def _parse_date(value: str | None) -> float | None:
     if not value:
         return None
+    plain = _PLAIN_DATE.match(value)
+    if plain is not None and (plain.group(7) == "+" or plain.group(8) != "0000"):
+        # What parsedate_tz and mktime_tz compute for this form, without their token juggling
+        # ("-0000", which means local time to them, is left to them).
+        dd, mon, yy, hh, mi, ss, sign, zone = plain.groups()
+        year = int(yy)
+        if year < 100:
+            year += 1900 if year > 68 else 2000
+        offset = int(zone)
+        offset = (offset // 100) * 3600 + (offset % 100) * 60
+        try:
+            stamp = calendar.timegm((year, _MONTHS[mon.lower()], int(dd), int(hh), int(mi), int(ss), 0, 1, -1))
+        except (TypeError, ValueError, OverflowError, IndexError):
+            return None
+        return float(stamp - offset if sign == "+" else stamp + offset)
     try:
         parsed = email.utils.parsedate_tz(value)
         if parsed is None:
