@@ -217,6 +217,11 @@ def _leaf(headers: _Headers, ctype: str, body: bytes) -> Leaf:
         filename = unquote(unquote(filename)).strip()
     disposition_type = split_param(disposition)[0].lower() if disposition is not None else ""
     content_type_value = headers.get("content-type")
+    if ctype in ("text/plain", "text/html"):
+        # Read now, inside the walk: the caller reads it outside, where a Fallback
+        # (an RFC 2231 "charset*=") would escape instead of choosing the robust walk.
+        declared = charset(content_type_value)
+        return Leaf(ctype, data, filename, disposition_type, lambda: declared, size)
     return Leaf(ctype, data, filename, disposition_type, lambda: charset(content_type_value), size)
 
 
