@@ -115,18 +115,40 @@ def parse_email(raw: bytes, limits: ParseLimits | None = None, *, fast: bool = T
     return parsed
 
 
+_BLANK_LINE = re.compile(rb"\n\r?\n")
+
+
 def _split_header_block(raw: bytes, limits: ParseLimits, defects: set[str]) -> tuple[bytes, bytes]:
     limit = limits.max_header_bytes + 4
+    # The first line break followed by an empty line decides in one scan for the usual
+    # cases: "\n\n" is the first LF blank line and no CRLF one comes before it;
+    # "\r\n\r\n" is the first CRLF blank line and no LF one comes before it. Only a
+    # "\n\r\n" without its "\r" (mixed line ends) needs the two searches below.
+    blank = _BLANK_LINE.search(raw, 0, limit)
+    if blank is None:
+        return _no_blank_line(raw, limits, defects)
+    start = blank.start()
+    if blank.end() - start == 2:
+        return _cut_header_block(raw, start, 2, limits, defects)
+    if start and raw[start - 1] == 0x0D:
+        return _cut_header_block(raw, start - 1, 4, limits, defects)
     lf = raw.find(b"\n\n", 0, limit)
     # A CRLF blank line can only come first if it starts before the LF one.
     crlf = raw.find(b"\r\n\r\n", 0, lf + 3 if lf >= 0 else limit)
     ends = [i for i in (crlf, lf) if i >= 0]
     if ends:
         end = min(ends)
-        sep = 4 if raw.startswith(b"\r\n\r\n", end) else 2
-        if end > limits.max_header_bytes:
-            defects.add("header_block_truncated")
-        return raw[: min(end, limits.max_header_bytes)], raw[end + sep :]
+        return _cut_header_block(raw, end, 4 if raw.startswith(b"\r\n\r\n", end) else 2, limits, defects)
+    return _no_blank_line(raw, limits, defects)
+
+
+def _cut_header_block(raw: bytes, end: int, sep: int, limits: ParseLimits, defects: set[str]) -> tuple[bytes, bytes]:
+    if end > limits.max_header_bytes:
+        defects.add("header_block_truncated")
+    return raw[: min(end, limits.max_header_bytes)], raw[end + sep :]
+
+
+def _no_blank_line(raw: bytes, limits: ParseLimits, defects: set[str]) -> tuple[bytes, bytes]:
     if len(raw) <= limits.max_header_bytes:
         defects.add("no_body")
         return raw, b""
