@@ -159,14 +159,16 @@ def _no_blank_line(raw: bytes, limits: ParseLimits, defects: set[str]) -> tuple[
 
 
 def _parse_headers(block: bytes, limits: ParseLimits, defects: set[str]) -> list[tuple[str, str]]:
-    fields: list[list[bytes]] = []
+    # Each field's value pieces (its stripped lines), joined with a space once at the end;
+    # continuation lines after an invalid line still belong to the last valid field.
+    fields: list[tuple[bytes, list[bytes]]] = []
+    pieces: list[bytes] | None = None
     max_headers = limits.max_headers
     valid_name = _HEADER_NAME.match
     for line in block.splitlines():
-        first = line[:1]
-        if first == b" " or first == b"\t":
-            if fields:
-                fields[-1][1] += b" " + line.strip()
+        if line.startswith((b" ", b"\t")):
+            if pieces is not None:
+                pieces.append(line.strip())
             else:
                 defects.add("header_continuation_without_field")
             continue
@@ -182,10 +184,12 @@ def _parse_headers(block: bytes, limits: ParseLimits, defects: set[str]) -> list
         if len(fields) >= max_headers:
             defects.add("headers_truncated")
             break
-        fields.append([name, value.strip()])
+        pieces = [value.strip()]
+        fields.append((name, pieces))
     headers = []
     max_chars = limits.max_header_value_chars
-    for name, value in fields:
+    for name, pieces in fields:
+        value = b" ".join(pieces) if len(pieces) > 1 else pieces[0]
         if value.isascii():
             text = value.decode("ascii")
         else:
