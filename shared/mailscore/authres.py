@@ -58,6 +58,8 @@ def strip_comments(value: str) -> str:
     Quoted strings are kept as ``""`` so a ``;`` inside a quoted reason never
     splits a result.
     """
+    if "\\" not in value and '"' not in value:
+        return _strip_plain_comments(value) if "(" in value else value
     out: list[str] = []
     depth = 0
     in_quote = False
@@ -88,6 +90,29 @@ def strip_comments(value: str) -> str:
             out.append('"')
         else:
             out.append(ch)
+    return "".join(out)
+
+
+_PAREN = re.compile(r"[()]")
+
+
+def _strip_plain_comments(value: str) -> str:
+    """``strip_comments`` for a value with no quotes or backslashes: slices between parentheses."""
+    out: list[str] = []
+    depth = 0
+    pos = 0
+    for match in _PAREN.finditer(value):
+        if match.group() == "(":
+            if depth == 0:
+                out.append(value[pos : match.start()])
+                out.append(" ")
+            depth += 1
+        elif depth:  # a ")" outside any comment is kept as text
+            depth -= 1
+            if depth == 0:
+                pos = match.end()
+    if depth == 0:
+        out.append(value[pos:])
     return "".join(out)
 
 

@@ -10,6 +10,7 @@ which XGBoost routes down each split's learned default branch.
 
 from __future__ import annotations
 
+import calendar
 import email.utils
 import math
 import re
@@ -166,7 +167,7 @@ def _address_domain(value: str | None) -> str | None:
     return registrable_domain(found.group(1)) if found else None
 
 
-def list_domains(msg: ParsedEmail) -> frozenset[str]:
+def list_domains(msg: ParsedEmail | _FirstHeaders) -> frozenset[str]:
     """Registrable domains of the mailing list that relayed ``msg`` (List-Id, List-Post), if any.
 
     List software legitimately rewrites Reply-To, Return-Path and the From of
@@ -180,9 +181,35 @@ def list_domains(msg: ParsedEmail) -> frozenset[str]:
     return frozenset(found)
 
 
+# The usual RFC 5322 date ("Tue, 3 Dec 2026 10:11:12 +0000", anything after a
+# blank ignored as parsedate_tz ignores it); ASCII only, explicit numeric zone.
+_PLAIN_DATE = re.compile(
+    r"(?ai)[ \t]*(?:(?:mon|tue|wed|thu|fri|sat|sun),[ \t]*)?([0-9]{1,2})[ \t]+"
+    r"(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[ \t]+([0-9]{4})[ \t]+"
+    r"([0-9]{2}):([0-9]{2}):([0-9]{2})[ \t]+([+-])([0-9]{4})(?:[ \t]|$)"
+)
+_MONTHS = {name: i for i, name in enumerate(("jan", "feb", "mar", "apr", "may", "jun",
+                                             "jul", "aug", "sep", "oct", "nov", "dec"), start=1)}
+
+
 def _parse_date(value: str | None) -> float | None:
     if not value:
         return None
+    plain = _PLAIN_DATE.match(value)
+    if plain is not None and (plain.group(7) == "+" or plain.group(8) != "0000"):
+        # What parsedate_tz and mktime_tz compute for this form, without their token juggling
+        # ("-0000", which means local time to them, is left to them).
+        dd, mon, yy, hh, mi, ss, sign, zone = plain.groups()
+        year = int(yy)
+        if year < 100:
+            year += 1900 if year > 68 else 2000
+        offset = int(zone)
+        offset = (offset // 100) * 3600 + (offset % 100) * 60
+        try:
+            stamp = calendar.timegm((year, _MONTHS[mon.lower()], int(dd), int(hh), int(mi), int(ss), 0, 1, -1))
+        except (TypeError, ValueError, OverflowError, IndexError):
+            return None
+        return float(stamp - offset if sign == "+" else stamp + offset)
     try:
         parsed = email.utils.parsedate_tz(value)
         if parsed is None:
@@ -192,7 +219,7 @@ def _parse_date(value: str | None) -> float | None:
         return None
 
 
-def received_time(msg: ParsedEmail) -> float | None:
+def received_time(msg: ParsedEmail | _FirstHeaders) -> float | None:
     """The timestamp of the top (newest) Received header, if it has a readable one."""
     received = msg.get("received")
     if received and ";" in received:
@@ -240,6 +267,26 @@ def _flag(value: bool) -> float:
     return 1.0 if value else 0.0
 
 
+class _FirstHeaders:
+    """``ParsedEmail.get`` for every header, from one pass over the headers (names are lower-case)."""
+
+    __slots__ = ("first", "auth_results")
+
+    def __init__(self, headers: list[tuple[str, str]]) -> None:
+        first: dict[str, str] = {}
+        auth_results: list[str] = []
+        for name, value in headers:
+            if name not in first:
+                first[name] = value
+            if name == "authentication-results":
+                auth_results.append(value)
+        self.first = first
+        self.auth_results = auth_results
+
+    def get(self, name: str) -> str | None:
+        return self.first.get(name)
+
+
 def extract(
     msg: ParsedEmail,
     history: History | None,
@@ -247,20 +294,26 @@ def extract(
     trusted_authserv_ids: tuple[str, ...],
     limits: ParseLimits | None = None,
     now: float | None = None,
+    sender: Sender | None = None,
 ) -> np.ndarray:
-    """The feature vector of ``msg``; ``history=None`` means history is unavailable."""
+    """The feature vector of ``msg``; ``history=None`` means history is unavailable.
+
+    ``sender`` is ``parse_sender(msg.get("from"))`` when the caller has it already.
+    """
     limits = limits or ParseLimits()
     f = dict.fromkeys(FEATURE_NAMES, 0.0)
-    sender = parse_sender(msg.get("from"))
-    f["from_missing"] = _flag(msg.get("from") is None)
+    headers = _FirstHeaders(msg.headers)
+    if sender is None:
+        sender = parse_sender(headers.get("from"))
+    f["from_missing"] = _flag(headers.get("from") is None)
     f["from_ambiguous"] = _flag(sender.ambiguous)
     f["from_candidate_domains"] = float(len(sender.candidate_domains))
     f["display_name_has_address"] = _flag("@" in sender.display_name)
     shown = {registrable_domain(d) for d in _DOMAIN_IN_TEXT.findall(sender.display_name)}
     f["display_name_domain_mismatch"] = _flag(bool(shown) and sender.domain not in shown)
-    lists = list_domains(msg)
+    lists = list_domains(headers)
     for feature, header in (("reply_to_domain_mismatch", "reply-to"), ("return_path_domain_mismatch", "return-path")):
-        other = _address_domain(msg.get(header))
+        other = _address_domain(headers.get(header))
         # Pointing at (or coming from) the relaying list is what list software does, not a mismatch.
         f[feature] = _flag(other is not None and sender.domain is not None and other != sender.domain
                            and not (lists and (other in lists or sender.domain in lists)))
@@ -269,7 +322,7 @@ def extract(
         f["sender_domain_digits"] = _flag(any(ch.isdigit() for ch in sender.domain))
         f["sender_domain_punycode"] = _flag("xn--" in sender.domain)
 
-    msgid = msg.get("message-id")
+    msgid = headers.get("message-id")
     f["msgid_missing"] = _flag(msgid is None)
     if msgid is not None:
         f["msgid_malformed"] = _flag(not _MSGID.match(msgid))
@@ -278,13 +331,13 @@ def extract(
             bool(id_domain) and sender.domain is not None and registrable_domain(id_domain) != sender.domain
         )
 
-    date = _parse_date(msg.get("date"))
+    date = _parse_date(headers.get("date"))
     f["date_invalid"] = _flag(date is None)
-    received = received_time(msg)
+    received = received_time(headers)
     arrived = received if received is not None else date
     f["date_skew_hours"] = abs(received - date) / 3600.0 if (date is not None and received is not None) else math.nan
 
-    auth = parse_authentication_results(msg.get_all("authentication-results"), trusted_authserv_ids)
+    auth = parse_authentication_results(headers.auth_results, trusted_authserv_ids)
     f["auth_results_trusted"] = _flag(auth.trusted_headers > 0)
     for method in ("spf", "dkim", "dmarc"):
         f[f"{method}_pass"] = _flag(auth.results[method] == "pass")
@@ -297,7 +350,7 @@ def extract(
     f["structure_defects"] = float(len(msg.defects & _STRUCTURE_DEFECTS))
     f["mime_parts"] = float(msg.mime_parts)
 
-    subject = msg.get("subject") or ""
+    subject = headers.get("subject") or ""
     shown_subject = _LIST_TAG.sub(r"\1 ", subject).strip() if lists else subject  # without the list's [tag]
     letters = [ch for ch in shown_subject if ch.isalpha()]
     f["subject_length"] = float(len(shown_subject))
@@ -349,4 +402,6 @@ def extract(
         )
         f["sender_flagged_share"] = history.flagged_count / history.msg_count if history.msg_count else math.nan
         f["sender_recipients_log"] = math.log1p(history.recipients)
+    if len(f) == len(FEATURE_NAMES):  # only schema keys were set: the dict is in schema order
+        return np.array(list(f.values()), dtype=np.float32)
     return np.fromiter((f[name] for name in FEATURE_NAMES), dtype=np.float32, count=len(FEATURE_NAMES))

@@ -46,6 +46,7 @@ class Leaf:
     filename: str | None
     disposition: str
     charset: Callable[[], str | None]
+    size: int | None = None  # len of the decoded payload when ``data`` was not decoded (b"")
 
 
 @dataclass
@@ -86,7 +87,8 @@ class _Headers:
         return self.first.get(name)
 
 
-def _visit(headers: _Headers, body: bytes, state: Walk, depth: int, max_parts: int, max_depth: int, *, root: bool) -> None:
+def _visit(headers: _Headers, body: bytes, state: Walk, depth: int, max_parts: int, max_depth: int, *, root: bool,
+           root_checked: bool | None = None) -> None:
     state.parts += 1
     if state.parts > max_parts:
         raise Fallback
@@ -106,14 +108,17 @@ def _visit(headers: _Headers, body: bytes, state: Walk, depth: int, max_parts: i
     cte = headers.get("content-transfer-encoding")
     if not boundary or not boundary.isascii() or (cte is not None and cte.lower() not in _CTE_MULTIPART_OK):
         raise Fallback
-    if any(odd in body for odd in _ODD_LINE_BREAKS) or body.count(b"\r") != body.count(b"\r\n"):
-        raise Fallback
+    if root_checked is None:
+        # Every nested body is a slice of this one: checked once, for all of them.
+        if any(odd in body for odd in _ODD_LINE_BREAKS) or (b"\r" in body and body.count(b"\r") != body.count(b"\r\n")):
+            raise Fallback
+        root_checked = True
     children = _split(body, boundary.encode("ascii"))
     if not children:
         raise Fallback
     for child in children:
         child_headers, child_body = _part(child)
-        _visit(child_headers, child_body, state, depth + 1, max_parts, max_depth, root=False)
+        _visit(child_headers, child_body, state, depth + 1, max_parts, max_depth, root=False, root_checked=root_checked)
 
 
 def _split(body: bytes, boundary: bytes) -> list[bytes]:
@@ -191,10 +196,15 @@ def _leaf(headers: _Headers, ctype: str, body: bytes) -> Leaf:
     if headers.counts.get("content-type", 0) > 1 or headers.counts.get("content-transfer-encoding", 0) > 1:
         raise Fallback
     cte = (headers.get("content-transfer-encoding") or "").lower()
+    size = None
     if cte == "quoted-printable":
         data = binascii.a2b_qp(body)
     elif cte == "base64":
-        data = _b64decode(b"".join(body.splitlines()))
+        encoded = body.translate(None, b"\r\n")  # what joining body.splitlines() gives
+        # Only text/plain and text/html payloads are read; of any other part only
+        # the decoded length counts, which well-formed base64 gives without decoding.
+        size = None if ctype in ("text/plain", "text/html") else _b64_size(encoded)
+        data = _b64decode(encoded) if size is None else b""
     elif cte in ("x-uuencode", "uuencode", "uue", "x-uue"):
         raise Fallback
     else:
@@ -207,7 +217,12 @@ def _leaf(headers: _Headers, ctype: str, body: bytes) -> Leaf:
         filename = unquote(unquote(filename)).strip()
     disposition_type = split_param(disposition)[0].lower() if disposition is not None else ""
     content_type_value = headers.get("content-type")
-    return Leaf(ctype, data, filename, disposition_type, lambda: charset(content_type_value))
+    if ctype in ("text/plain", "text/html"):
+        # Read now, inside the walk: the caller reads it outside, where a Fallback
+        # (an RFC 2231 "charset*=") would escape instead of choosing the robust walk.
+        declared = charset(content_type_value)
+        return Leaf(ctype, data, filename, disposition_type, lambda: declared, size)
+    return Leaf(ctype, data, filename, disposition_type, lambda: charset(content_type_value), size)
 
 
 def _b64decode(encoded: bytes) -> bytes:
@@ -223,6 +238,25 @@ def _b64decode(encoded: bytes) -> bytes:
         except binascii.Error:
             continue
     return encoded
+
+
+_B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+
+
+def _b64_size(encoded: bytes) -> int | None:
+    """``len(_b64decode(encoded))`` when ``encoded`` is strictly valid base64 (after the
+    padding ``_b64decode`` adds), else None: then only decoding can tell."""
+    n = len(encoded)
+    stripped = encoded.rstrip(b"=")
+    pads = n - len(stripped)
+    if pads > 2 or stripped.translate(None, _B64_ALPHABET):
+        return None
+    rest = n % 4
+    if rest == 0:
+        return n // 4 * 3 - pads
+    if pads or rest == 1:
+        return None
+    return n // 4 * 3 + rest - 1
 
 
 def _clean_header_value(value: str) -> bool:

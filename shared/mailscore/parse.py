@@ -101,7 +101,8 @@ def parse_email(raw: bytes, limits: ParseLimits | None = None, *, fast: bool = T
         parsed.defects.add("message_truncated")
         raw = raw[: limits.max_message_bytes]
     raw = bytes(raw)
-    if not raw[:65536].strip() and not raw.strip():
+    # All whitespace? Most messages show a non-space byte at once, without copying 64 KiB.
+    if not raw[:256].strip() and not raw[:65536].strip() and not raw.strip():
         raise InvalidMessage("empty_message", "the message has no bytes", stage="parse")
 
     header_block, body = _split_header_block(raw, limits, parsed.defects)
@@ -114,18 +115,40 @@ def parse_email(raw: bytes, limits: ParseLimits | None = None, *, fast: bool = T
     return parsed
 
 
+_BLANK_LINE = re.compile(rb"\n\r?\n")
+
+
 def _split_header_block(raw: bytes, limits: ParseLimits, defects: set[str]) -> tuple[bytes, bytes]:
     limit = limits.max_header_bytes + 4
+    # The first line break followed by an empty line decides in one scan for the usual
+    # cases: "\n\n" is the first LF blank line and no CRLF one comes before it;
+    # "\r\n\r\n" is the first CRLF blank line and no LF one comes before it. Only a
+    # "\n\r\n" without its "\r" (mixed line ends) needs the two searches below.
+    blank = _BLANK_LINE.search(raw, 0, limit)
+    if blank is None:
+        return _no_blank_line(raw, limits, defects)
+    start = blank.start()
+    if blank.end() - start == 2:
+        return _cut_header_block(raw, start, 2, limits, defects)
+    if start and raw[start - 1] == 0x0D:
+        return _cut_header_block(raw, start - 1, 4, limits, defects)
     lf = raw.find(b"\n\n", 0, limit)
     # A CRLF blank line can only come first if it starts before the LF one.
     crlf = raw.find(b"\r\n\r\n", 0, lf + 3 if lf >= 0 else limit)
     ends = [i for i in (crlf, lf) if i >= 0]
     if ends:
         end = min(ends)
-        sep = 4 if raw.startswith(b"\r\n\r\n", end) else 2
-        if end > limits.max_header_bytes:
-            defects.add("header_block_truncated")
-        return raw[: min(end, limits.max_header_bytes)], raw[end + sep :]
+        return _cut_header_block(raw, end, 4 if raw.startswith(b"\r\n\r\n", end) else 2, limits, defects)
+    return _no_blank_line(raw, limits, defects)
+
+
+def _cut_header_block(raw: bytes, end: int, sep: int, limits: ParseLimits, defects: set[str]) -> tuple[bytes, bytes]:
+    if end > limits.max_header_bytes:
+        defects.add("header_block_truncated")
+    return raw[: min(end, limits.max_header_bytes)], raw[end + sep :]
+
+
+def _no_blank_line(raw: bytes, limits: ParseLimits, defects: set[str]) -> tuple[bytes, bytes]:
     if len(raw) <= limits.max_header_bytes:
         defects.add("no_body")
         return raw, b""
@@ -136,11 +159,16 @@ def _split_header_block(raw: bytes, limits: ParseLimits, defects: set[str]) -> t
 
 
 def _parse_headers(block: bytes, limits: ParseLimits, defects: set[str]) -> list[tuple[str, str]]:
-    fields: list[list[bytes]] = []
+    # Each field's value pieces (its stripped lines), joined with a space once at the end;
+    # continuation lines after an invalid line still belong to the last valid field.
+    fields: list[tuple[bytes, list[bytes]]] = []
+    pieces: list[bytes] | None = None
+    max_headers = limits.max_headers
+    valid_name = _HEADER_NAME.match
     for line in block.splitlines():
-        if line[:1] in (b" ", b"\t"):
-            if fields:
-                fields[-1][1] += b" " + line.strip()
+        if line.startswith((b" ", b"\t")):
+            if pieces is not None:
+                pieces.append(line.strip())
             else:
                 defects.add("header_continuation_without_field")
             continue
@@ -150,16 +178,18 @@ def _parse_headers(block: bytes, limits: ParseLimits, defects: set[str]) -> list
                 defects.add("header_line_invalid")
             continue
         name = name.rstrip()
-        if not name or not _HEADER_NAME.match(name):
+        if not name or not valid_name(name):
             defects.add("header_line_invalid")
             continue
-        if len(fields) >= limits.max_headers:
+        if len(fields) >= max_headers:
             defects.add("headers_truncated")
             break
-        fields.append([name, value.strip()])
+        pieces = [value.strip()]
+        fields.append((name, pieces))
     headers = []
     max_chars = limits.max_header_value_chars
-    for name, value in fields:
+    for name, pieces in fields:
+        value = b" ".join(pieces) if len(pieces) > 1 else pieces[0]
         if value.isascii():
             text = value.decode("ascii")
         else:
@@ -169,7 +199,8 @@ def _parse_headers(block: bytes, limits: ParseLimits, defects: set[str]) -> list
         if len(text) > max_chars:
             defects.add("header_value_truncated")
             text = text[:max_chars]
-        headers.append((name.decode("ascii").lower(), decode_words(text, defects) if "=?" in text else text))
+        # A valid name is ASCII: lower-casing the bytes is lower-casing the text.
+        headers.append((name.lower().decode("ascii"), decode_words(text, defects) if "=?" in text else text))
     return headers
 
 
@@ -182,27 +213,50 @@ def decode_words(value: str, defects: set[str] | None = None) -> str:
     defects = defects if defects is not None else set()
     if "=?" not in value:
         return value
-
-    def replace(match: re.Match[str]) -> str:
-        charset, encoding, payload = match.groups()
+    # One split (text, charset, encoding, payload, text, ...) and one loop with the
+    # per-word work inlined: Microsoft's antispam headers carry dozens of encoded words.
+    parts = _ENCODED_WORD.split(value)
+    if len(parts) == 1:
+        return value
+    pieces = [parts[0]]
+    append = pieces.append
+    for i in range(1, len(parts), 4):
+        charset, encoding, payload = parts[i], parts[i + 1], parts[i + 2]
         try:
-            if encoding in "bB":
-                data = base64.b64decode(payload + "=" * (-len(payload) % 4), validate=True)
+            if encoding == "B" or encoding == "b":
+                # base64.b64decode(..., validate=True) is this strict a2b_base64
+                data = binascii.a2b_base64(payload + _B64_PAD[len(payload) & 3], strict_mode=True)
             else:
-                data = quopri.decodestring(payload.replace("_", " ").encode("ascii", "replace"), header=True)
+                # quopri.decodestring(..., header=True) is this a2b_qp
+                data = binascii.a2b_qp(payload.replace("_", " ").encode("ascii", "replace"), header=True)
         except (binascii.Error, ValueError):
             defects.add("encoded_word_invalid")
-            return match.group(0)
-        codec = normalise_charset(charset.split("*")[0], defects)
+            append(f"=?{charset}?{encoding}?{payload}?=")  # the word as it was
+            append(parts[i + 3])
+            continue
+        codec, flagged = _word_codec(charset)
+        if flagged:
+            defects.add("charset_invalid")
         text = data.decode(codec, "replace")
-        if any(ch in text for ch in "\r\n\x00"):
+        if "\r" in text or "\n" in text or "\x00" in text:
             defects.add("header_crlf_injection")
             text = text.replace("\r", " ").replace("\n", " ").replace("\x00", " ")
-        return text
-
-    decoded = _ENCODED_WORD.sub(replace, value)
+        append(text)
+        append(parts[i + 3])
     # Whitespace between two adjacent encoded words is not part of the text.
-    return decoded
+    return "".join(pieces)
+
+
+_B64_PAD = ("", "===", "==", "=")
+
+
+@lru_cache(maxsize=4096)
+def _word_codec(charset: str) -> tuple[str, bool]:
+    """``normalise_charset`` of an encoded word's charset (less any RFC 2231 language): codec, flagged."""
+    charset = charset.split("*")[0]
+    if not charset:
+        return "utf-8", False
+    return _charset_codec(charset)
 
 
 def normalise_charset(charset: str | None, defects: set[str]) -> str:
@@ -271,7 +325,7 @@ def _parse_body(parsed: ParsedEmail, body: bytes, limits: ParseLimits, *, fast: 
         budget = limits.max_body_scan_bytes
         for leaf in walk.leaves:
             budget = _take_leaf(parsed, leaf.content_type, leaf.data, leaf.filename, leaf.disposition, leaf.charset,
-                                budget, text_parts, html_parts)
+                                budget, text_parts, html_parts, size=leaf.size)
     else:
         _walk_compat32(parsed, body, mime_pairs, limits, text_parts, html_parts)
     parsed.text = "\n".join(text_parts)
@@ -319,13 +373,18 @@ def _walk_compat32(parsed: ParsedEmail, body: bytes, mime_pairs: list[tuple[str,
 
 
 def _take_leaf(parsed: ParsedEmail, ctype: str, data: bytes, filename: str | None, disposition: str,
-               charset: Callable[[], str | None], budget: int, text_parts: list[str], html_parts: list[str]) -> int:
-    """Record one leaf part (attachment and/or text); returns the text budget left."""
+               charset: Callable[[], str | None], budget: int, text_parts: list[str], html_parts: list[str],
+               *, size: int | None = None) -> int:
+    """Record one leaf part (attachment and/or text); returns the text budget left.
+
+    ``size`` is the decoded length when the walk did not decode ``data`` (a part
+    that is neither text/plain nor text/html, whose content is never read).
+    """
     if filename or disposition == "attachment" or not (
         ctype.startswith("text/") or ctype.startswith("multipart/")
     ):
         parsed.attachments.append(
-            Attachment(decode_words(str(filename or ""), parsed.defects)[:255], ctype, len(data))
+            Attachment(decode_words(str(filename or ""), parsed.defects)[:255], ctype, len(data) if size is None else size)
         )
         if ctype != "text/html":
             return budget
@@ -352,6 +411,10 @@ def _bound_containers(body: bytes, limits: ParseLimits, defects: set[str]) -> by
     hundreds of ms), so containers beyond the limit are never handed to it.
     """
     allowed = limits.max_mime_depth * 2
+    # Every match holds "boundary" in some case: when the lower-cased body has
+    # no more of those than allowed, nothing can be cut (one C pass, no regex).
+    if body.lower().count(b"boundary") <= allowed:
+        return body
     for count, match in enumerate(_BOUNDARY_PARAM.finditer(body), start=1):
         if count > allowed:
             defects.add("mime_depth_exceeded")

@@ -94,6 +94,7 @@ class Scorer:
         outcomes: list[dict | Exception] = [None] * len(items)  # type: ignore[list-item]
         started = time.perf_counter()
         prepared = []  # (index, msg, key, timings, degraded)
+        senders = {}  # index -> Sender, read once for the key and the features
         for index, item in enumerate(items):
             step = time.perf_counter()
             try:
@@ -111,6 +112,7 @@ class Scorer:
                 degraded.append("history_disabled")
             elif key is None:
                 degraded.append("sender_unidentifiable")
+            senders[index] = sender
             prepared.append((index, msg, key, {"parse_ms": _ms(step)}, degraded))
 
         step = time.perf_counter()
@@ -142,7 +144,8 @@ class Scorer:
             timings["history_ms"] = round(history_ms, 3)
             step = time.perf_counter()
             try:
-                row = extract(msg, history, trusted_authserv_ids=self.settings.trusted_authserv_ids, limits=self.settings.limits)
+                row = extract(msg, history, trusted_authserv_ids=self.settings.trusted_authserv_ids, limits=self.settings.limits,
+                              sender=senders[index])
             except Exception as exc:  # noqa: BLE001
                 outcomes[index] = exc
                 continue

@@ -80,12 +80,36 @@ def _make_link(url: str) -> Link | None:
     if url.lower().startswith("www."):
         url = "http://" + url
     try:
-        host = urlsplit(url).hostname or ""
+        host = _hostname(url)
     except ValueError:
         return None
     if not host:
         return None
     return Link(url=url, host=host, domain=registrable_domain(host), is_ip=_is_ip(host))
+
+
+# The netloc of an http(s) URL, as urlsplit finds it: up to the first "/", "?" or "#".
+_HTTP_NETLOC = re.compile(r"(?i)https?://([^/?#]*)")
+
+
+def _hostname(url: str) -> str:
+    """``urlsplit(url).hostname or ""``, without urlsplit for the common case.
+
+    A plain ``http(s)://`` URL whose netloc is ASCII without brackets, and
+    with no tab or line break anywhere (urlsplit deletes those first), has
+    the host urlsplit would give computed the way its ``hostname`` does it;
+    anything else goes through urlsplit itself (which may raise ValueError).
+    """
+    match = _HTTP_NETLOC.match(url)
+    if match is not None and "\t" not in url and "\r" not in url and "\n" not in url:
+        netloc = match.group(1)
+        if netloc.isascii() and "[" not in netloc and "]" not in netloc:
+            host = netloc.rpartition("@")[2].partition(":")[0]
+            if "%" in host:
+                host, percent, zone = host.partition("%")
+                return host.lower() + percent + zone
+            return host.lower()
+    return urlsplit(url).hostname or ""
 
 
 @dataclass
@@ -111,6 +135,7 @@ _ANCHOR_CLOSE = re.compile(r"(?i)</a\s*>|<a\s")
 _HREF = re.compile(r"""(?i)\bhref\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'>]+))""")
 _FORM = re.compile(r"(?i)<form\b")
 _SCRIPT = re.compile(r"(?i)<script\b")
+_FORM_OR_SCRIPT = re.compile(r"(?i)<(form|script)\b")
 _ANCHOR_TEXT_CHARS = 4096
 
 
@@ -119,7 +144,11 @@ def read_html(html: str, max_urls: int) -> HtmlView:
     visible = _TAG.sub(" ", _without_hidden(html))
     if "&" in visible:
         visible = unescape(visible)
-    return HtmlView(visible, _anchors(html, max_urls), len(_FORM.findall(html)), len(_SCRIPT.findall(html)))
+    # One scan for both: a match is "<form" or "<script" (any case) at a word end,
+    # so the two counts are those of _FORM and _SCRIPT.
+    opened = _FORM_OR_SCRIPT.findall(html)
+    forms = sum(1 for name in opened if name[0] in "fF")
+    return HtmlView(visible, _anchors(html, max_urls), forms, len(opened) - forms)
 
 
 def _without_hidden(html: str) -> str:
@@ -138,7 +167,9 @@ def _without_hidden(html: str) -> str:
             pos = end + 3 if end >= 0 else len(html)
         else:
             kept.append(html[pos:hidden.start()])
-            close = _HIDDEN_CLOSE[hidden.group(1).lower()].search(html, hidden.end())
+            # By its last letter: (?i) also matches "\u017fcript" (long s), which .lower() keeps as it is.
+            kind = "script" if hidden.group(1)[-1] in "tT" else "style"
+            close = _HIDDEN_CLOSE[kind].search(html, hidden.end())
             pos = close.end() if close else len(html)
         if 0 <= comment < pos:
             comment = html.find(_COMMENT_OPEN, pos)
@@ -156,13 +187,15 @@ def _anchors(html: str, limit: int) -> list[Link]:
         href = _HREF.search(tag.group(0))
         if href is None:
             continue
-        url = next(v for v in href.groups() if v is not None)
+        double, single, bare = href.groups()
+        url = double if double is not None else single if single is not None else bare
         link = _make_link(unescape(url).strip() if "&" in url else url.strip())
         if link is None:
             continue
         close = _ANCHOR_CLOSE.search(html, tag.end(), tag.end() + _ANCHOR_TEXT_CHARS)
         shown_text = html[tag.end(): close.start() if close else tag.end() + _ANCHOR_TEXT_CHARS]
-        shown_text = _TAG.sub(" ", shown_text)
+        if "<" in shown_text:
+            shown_text = _TAG.sub(" ", shown_text)
         shown = _DOMAINISH.match((unescape(shown_text) if "&" in shown_text else shown_text).strip())
         if shown:
             link.anchor_domain = registrable_domain(shown.group(1))

@@ -95,3 +95,12 @@ def test_display_name_brand_mismatch():
     assert f["display_name_domain_mismatch"] == 1.0
     f = feats(make_email(sender='"corp.example IT" <it@corp.example>'))
     assert f["display_name_domain_mismatch"] == 0.0
+
+
+def test_html_long_s_script_tag_does_not_crash():
+    """(?i) matches "<\u017fcript" (long s) as a script opening: it used to raise KeyError."""
+    from mailscore.urls import read_html
+
+    view = read_html("<p>a</p><span>b</span><\u017fcript>hidden</script><form>c", 10)
+    assert (view.forms, view.scripts) == (1, 1)
+    assert "hidden" not in view.text and "c" in view.text

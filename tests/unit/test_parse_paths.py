@@ -146,3 +146,13 @@ def test_bare_urls_equal_the_reference_pattern():
             continue
     for text in texts:
         assert list(bare_urls(text)) == [m.group(0) for m in _URL.finditer(text)]
+
+
+def test_rfc2231_charset_of_a_named_text_part_takes_the_robust_walk():
+    """A filename from Content-Disposition used to leave "charset*=" to be read after the walk,
+    where its Fallback escaped parse_email instead of choosing the robust walk."""
+    raw = (b"From: a@b.example\nTo: c@d.example\nSubject: x\nMIME-Version: 1.0\n"
+           b"Content-Type: multipart/mixed; boundary=\"BB\"\n\n--BB\n"
+           b"Content-Type: text/html; charset*=utf-8''x\n"
+           b"Content-Disposition: attachment; filename=\"a.html\"\n\n<p>hi</p>\n--BB--\n")
+    _assert_paths_agree([raw])
