@@ -6,35 +6,15 @@ recorded in the sender's row in the same atomic write as the counters.
 
 from __future__ import annotations
 
-import os
-import threading
-
 import functions_framework
 
-from mailscore import logs
-from mailscore.settings import Settings
+from mailscore.instance import PerInstance
 from mailscore.updater import Updater
 
-_updater: Updater | None = None
-_lock = threading.Lock()
-
-
-def get_updater() -> Updater:
-    global _updater
-    if _updater is None:
-        with _lock:
-            if _updater is None:
-                settings = Settings.from_env()
-                logs.configure(settings.log_level)
-                _updater = Updater.from_settings(settings)
-    return _updater
-
-
-if os.environ.get("MAILSCORE_LAZY_INIT", "") != "1":
-    get_updater()
+updater = PerInstance(Updater.from_settings)
 
 
 @functions_framework.cloud_event
 def update_profile(event) -> None:
     """Pub/Sub-triggered: profile updated (or duplicate ignored); Bigtable errors raise."""
-    get_updater().handle_event(event)
+    updater.get().handle_event(event)

@@ -32,9 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
-from mailscore.errors import InvalidMessage, MailscoreError
+from mailscore.errors import MailscoreError
 from mailscore.features import FEATURE_INDEX, FEATURE_NAMES, History, extract, message_time, parse_sender
-from mailscore.parse import ParsedEmail, parse_email
+from mailscore.parse import ParsedEmail
 from mailscore.profiles import Observation, replay_split
 from mailscore.settings import Settings
 
@@ -110,28 +110,14 @@ def _manifest_sources(root: Path) -> dict[Path, str]:
 
 def load_corpus(paths: list[str | Path], settings: Settings) -> Corpus:
     """Parse every labelled email under ``paths``; the source is the manifest's group or the folder."""
-    from mailscore.training import find_emails, first_address, label_of
+    from mailscore.training import first_address, read_labelled
 
     sources_by_file: dict[Path, str] = {}
     for raw in paths:
         if Path(raw).is_dir():
             sources_by_file.update(_manifest_sources(Path(raw)))
-    files, labels, sources, parsed = [], [], [], []
-    skipped: dict[str, int] = {}
-    for path in find_emails(paths):
-        label = label_of(path)
-        if label is None:
-            skipped["unlabelled"] = skipped.get("unlabelled", 0) + 1
-            continue
-        try:
-            msg = parse_email(path.read_bytes(), settings.limits)
-        except InvalidMessage as exc:
-            skipped[exc.reason] = skipped.get(exc.reason, 0) + 1
-            continue
-        files.append(path)
-        labels.append(label)
-        sources.append(sources_by_file.get(path.resolve()) or path.parent.name.lower())
-        parsed.append(msg)
+    files, labels, parsed, skipped = read_labelled(paths, settings)
+    sources = [sources_by_file.get(path.resolve()) or path.parent.name.lower() for path in files]
     senders = [parse_sender(msg.get("from")) for msg in parsed]
     times = [message_time(msg) for msg in parsed]
     return Corpus(

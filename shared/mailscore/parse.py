@@ -15,13 +15,11 @@ error raised is ``InvalidMessage`` for input that is not an email at all.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import codecs
 import email
 import email.errors
 import email.policy
-import quopri
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field

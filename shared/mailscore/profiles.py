@@ -192,18 +192,7 @@ def replay(observations: list[Observation]) -> tuple[list[History | None], dict[
     a model trained on these features never sees its own future.
     Observations without a usable sender get ``History()`` (unknown sender).
     """
-    order = sorted(range(len(observations)), key=lambda i: observations[i].when)
-    profiles: dict[tuple[str, str], Profile] = {}
-    seen: list[History | None] = [None] * len(observations)
-    for i in order:
-        obs = observations[i]
-        if obs.sender is None:
-            seen[i] = History()
-            continue
-        profile = profiles.setdefault((obs.tenant, obs.sender), Profile())
-        seen[i] = profile.snapshot()
-        profile.add(obs.when, obs.flagged, obs.recipient)
-    return seen, profiles
+    return _replay(observations, [True] * len(observations))
 
 
 # --- online updates -----------------------------------------------------------
@@ -251,6 +240,10 @@ def replay_split(observations: list[Observation], contributes: list[bool]) -> li
     For evaluation: training messages build the profiles; test messages only
     read them, so no test message sees another test message's label.
     """
+    return _replay(observations, contributes)[0]
+
+
+def _replay(observations: list[Observation], contributes: list[bool]) -> tuple[list[History | None], dict]:
     order = sorted(range(len(observations)), key=lambda i: observations[i].when)
     profiles: dict[tuple[str, str], Profile] = {}
     seen: list[History | None] = [None] * len(observations)
@@ -263,7 +256,7 @@ def replay_split(observations: list[Observation], contributes: list[bool]) -> li
         seen[i] = profile.snapshot() if profile is not None else History()
         if contributes[i]:
             profiles.setdefault((obs.tenant, obs.sender), Profile()).add(obs.when, obs.flagged, obs.recipient)
-    return seen
+    return seen, profiles
 
 
 class ProfileStore:

@@ -73,9 +73,9 @@ class Dataset:
     skipped: dict[str, int]
 
 
-def build_dataset(paths: list[str | Path], settings: Settings, tenant: str = "local") -> Dataset:
-    """Parse every labelled email under ``paths`` into features with replayed history."""
-    parsed, files, labels = [], [], []
+def read_labelled(paths: list[str | Path], settings: Settings) -> tuple[list[Path], list[int], list, dict[str, int]]:
+    """(files, labels, parsed emails, skipped reasons) for every labelled email under ``paths``."""
+    files, labels, parsed = [], [], []
     skipped: dict[str, int] = {}
     for path in find_emails(paths):
         label = label_of(path)
@@ -87,9 +87,15 @@ def build_dataset(paths: list[str | Path], settings: Settings, tenant: str = "lo
         except InvalidMessage as exc:
             skipped[exc.reason] = skipped.get(exc.reason, 0) + 1
             continue
-        parsed.append(msg)
         files.append(path)
         labels.append(label)
+        parsed.append(msg)
+    return files, labels, parsed, skipped
+
+
+def build_dataset(paths: list[str | Path], settings: Settings, tenant: str = "local") -> Dataset:
+    """Parse every labelled email under ``paths`` into features with replayed history."""
+    files, labels, parsed, skipped = read_labelled(paths, settings)
     observations = []
     for msg, label in zip(parsed, labels):
         sender = parse_sender(msg.get("from"))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 
 import pytest
 
@@ -18,6 +17,7 @@ from mailscore.profiles import Profile, ProfileStore, ensure_table
 from mailscore.history import HistorySource
 from mailscore.scoring import Scorer
 from mailscore.training import build_dataset
+from test_pipeline import _pull_all
 
 pytestmark = pytest.mark.emulator
 
@@ -37,18 +37,6 @@ def test_get_many_equals_get(unique_settings):
     assert many[("acme", "B@two.example")].msg_count == 1 and many[("gamma", "a@one.example")] == History()
     assert store.get_many([]) == {}
     store.close()
-
-
-def _collect(subscriber, subscription: str, want: int, timeout: float = 90.0) -> list:
-    got = []
-    deadline = time.monotonic() + timeout
-    while len(got) < want and time.monotonic() < deadline:
-        response = subscriber.pull(request={"subscription": subscription, "max_messages": 100}, timeout=10)
-        if response.received_messages:
-            got.extend(r.message for r in response.received_messages)
-            subscriber.acknowledge(request={"subscription": subscription,
-                                            "ack_ids": [r.ack_id for r in response.received_messages]})
-    return got
 
 
 def test_batch_worker_matches_function_path(unique_settings):
@@ -80,8 +68,8 @@ def test_batch_worker_matches_function_path(unique_settings):
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
     try:
-        verdicts = _collect(subscriber, verdict_sub, len(emails))
-        dead = _collect(subscriber, dead_sub, 2)
+        verdicts = _pull_all(subscriber, verdict_sub, len(emails), timeout=90)
+        dead = _pull_all(subscriber, dead_sub, 2, timeout=90)
     finally:
         worker.stop()
         thread.join(timeout=30)
