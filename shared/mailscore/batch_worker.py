@@ -7,7 +7,7 @@ far more messages per second than a streaming pull stream on this client,
 and the emulator returns at most 100 messages per call, so several run at
 once). Messages are gathered into batches of up to ``batch_max_messages``
 or ``max_wait_ms``, whichever comes first; each batch reads every sender
-with one Bigtable ``read_rows`` (``ProfileStore.get_many``), predicts in
+with one Bigtable ``read_rows`` (``ProfileStore.read_many``, through the cache), predicts in
 one call and publishes its verdicts through one batching publisher. A
 message is acknowledged only once its verdict (or dead-letter record) is
 published; a failed publish or Bigtable read releases it for redelivery

@@ -279,7 +279,6 @@ def run(paths: list[Path], out_dir: Path, *, count: int = 2400, rate: float = 50
             load_table()
 
         def kill_worker() -> None:
-            nonlocal server
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
 

@@ -153,7 +153,6 @@ def _pull_verdicts(args: argparse.Namespace, settings: Settings) -> list[dict]:
 
 
 def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
-    from google.cloud import pubsub_v1
     from tqdm import tqdm
 
     from mailscore.topology import topic_path

@@ -318,12 +318,6 @@ class ProfileStore:
         """The sender's history (no budget); kept for offline tools."""
         return self.read(profile_key(tenant, address)).history
 
-    def get_many(self, pairs: Iterable[tuple[str, str]], budget_s: float | None = None) -> dict[tuple[str, str], History]:
-        """Histories for many (tenant, address) pairs in one ``read_rows`` query (TransientError on failure)."""
-        keys = {pair: profile_key(*pair) for pair in pairs}
-        snapshots = self.read_many(list(keys.values()), budget_s)
-        return {pair: snapshots[key].history for pair, key in keys.items()}
-
     def write(self, profiles: Iterable[tuple[str, str, Profile]], batch: int = 500) -> int:
         """Bulk-load whole profiles (tenant, address, profile); returns rows written."""
         from google.cloud.bigtable.data import RowMutationEntry, SetCell

@@ -92,7 +92,6 @@ class Scorer:
         alone) the exception, so one bad message never sinks its batch.
         """
         outcomes: list[dict | Exception] = [None] * len(items)  # type: ignore[list-item]
-        started = time.perf_counter()
         prepared = []  # (index, msg, key, timings, degraded)
         senders = {}  # index -> Sender, read once for the key and the features
         for index, item in enumerate(items):

@@ -13,7 +13,7 @@ from mailscore import topology
 from mailscore.batch_worker import BatchWorker
 from mailscore.features import History
 from mailscore.model import load_model
-from mailscore.profiles import Profile, ProfileStore, ensure_table
+from mailscore.profiles import Profile, ProfileStore, ensure_table, profile_key
 from mailscore.history import HistorySource
 from mailscore.scoring import Scorer
 from mailscore.training import build_dataset
@@ -22,7 +22,7 @@ from test_pipeline import _pull_all
 pytestmark = pytest.mark.emulator
 
 
-def test_get_many_equals_get(unique_settings):
+def test_read_many_equals_read(unique_settings):
     ensure_table(unique_settings)
     store = ProfileStore(unique_settings)
     profile = Profile()
@@ -30,12 +30,14 @@ def test_get_many_equals_get(unique_settings):
     store.write([("acme", "a@one.example", profile), ("acme", "b@two.example", profile), ("beta", "a@one.example", profile)])
     pairs = [("acme", "a@one.example"), ("acme", "B@two.example"), ("acme", "nobody@one.example"),
              ("beta", "a@one.example"), ("gamma", "a@one.example"), ("acme", "a@one.example")]
-    many = store.get_many(pairs)
-    assert set(many) == set(pairs)
-    for pair in pairs:
-        assert many[pair] == store.get(*pair)
-    assert many[("acme", "B@two.example")].msg_count == 1 and many[("gamma", "a@one.example")] == History()
-    assert store.get_many([]) == {}
+    keys = [profile_key(*pair) for pair in pairs]
+    many = store.read_many(keys)  # one read_rows for all of them
+    assert set(many) == set(keys)
+    for key in keys:
+        assert many[key].history == store.read(key).history
+    assert many[profile_key("acme", "B@two.example")].history.msg_count == 1
+    assert many[profile_key("gamma", "a@one.example")].history == History()
+    assert store.read_many([]) == {}
     store.close()
 
 
