@@ -29,11 +29,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from mailscore import claimcheck, envelope
+from mailscore import envelope
 from mailscore.errors import InvalidMessage, TransientError
-from mailscore.scoring import Item, Scorer
+from mailscore.scoring import Scorer
 from mailscore.settings import Settings
-from mailscore.worker import dead_letter_attributes, topic_path, verdict_id
+from mailscore.worker import dead_letter_attributes, scoring_item, topic_path, verdict_id
 
 log = logging.getLogger("mailscore.batch_worker")
 
@@ -64,23 +64,15 @@ class BatchScorer:
         settings = self.scorer.settings
         results = [Scored(m) for m in messages]
         items, owners = [], []
-        budget_s = settings.latency_budget_ms / 1000.0
         for result in results:
-            message = result.message
             try:
-                envelope.require_tenant(message)
-                if claimcheck.ATTR_URI in message.attributes:
-                    message.data = claimcheck.fetch(self.claim_store, message.attributes)
+                items.append(scoring_item(result.message, settings, self.claim_store))
             except InvalidMessage as exc:
                 result.invalid = exc
                 continue
             except TransientError:
                 result.failed = "TransientError"
                 continue
-            published = message.publish_time.timestamp() if message.publish_time is not None else time.time()
-            items.append(Item(message.data, message.tenant, message.message_id,
-                              deadline=time.monotonic() + (published + budget_s - time.time()),
-                              recipient=message.attributes.get("recipient"), observed_at=published))
             owners.append(result)
         for result, outcome in zip(owners, self.scorer.score_many(items) if items else []):
             if isinstance(outcome, InvalidMessage):

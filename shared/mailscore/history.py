@@ -109,9 +109,7 @@ class HistorySource:
         except _Skip as skip:
             return Lookup(None, skip.status, _ms(started))
         except TransientError as exc:
-            cause = type(exc.__cause__).__name__ if exc.__cause__ else ""
-            timed_out = "Deadline" in cause or "Timeout" in cause or "timed out" in str(exc)
-            return Lookup(None, "timeout" if timed_out else "error", _ms(started))
+            return Lookup(None, _failure_status(exc), _ms(started))
         return Lookup(snapshot, "cache_hit" if hit else "read", _ms(started))
 
 
@@ -142,8 +140,7 @@ class HistorySource:
                 found = self._read_many(missing, remaining)
             except TransientError as exc:
                 self.breaker.failure()
-                cause = type(exc.__cause__).__name__ if exc.__cause__ else ""
-                status = "timeout" if ("Deadline" in cause or "Timeout" in cause) else "error"
+                status = _failure_status(exc)
             else:
                 self.breaker.success()
                 for key in missing:
@@ -154,6 +151,12 @@ class HistorySource:
         for key in missing:
             out[key] = Lookup(None, status, _ms(started))
         return out
+
+
+def _failure_status(exc: TransientError) -> str:
+    """``timeout`` when the read ran out of time, else ``error``."""
+    cause = type(exc.__cause__).__name__ if exc.__cause__ else ""
+    return "timeout" if ("Deadline" in cause or "Timeout" in cause or "timed out" in str(exc)) else "error"
 
 
 class _Skip(Exception):

@@ -26,6 +26,7 @@ from typing import Any
 
 from mailscore import claimcheck, envelope
 from mailscore.errors import InvalidMessage, TransientError, UnexpectedFailure
+from mailscore.scoring import Item
 from mailscore.settings import Settings
 
 log = logging.getLogger("mailscore.worker")
@@ -35,6 +36,22 @@ METRICS_EVERY = 500
 def verdict_id(tenant: str, message_id: str, model_version: str) -> str:
     """Deterministic: a redelivered message scored again gets the same id, so consumers can deduplicate."""
     return hashlib.sha256(f"{tenant}\x00{message_id}\x00{model_version}".encode("utf-8")).hexdigest()[:32]
+
+
+def scoring_item(message: envelope.InboundMessage, settings: Settings, claim_store: Any) -> Item:
+    """What the scorer needs from a delivered message, for the function and the batched worker alike.
+
+    Checks the tenant, fetches a claim-checked email (InvalidMessage or
+    TransientError), and turns ``publishTime`` plus the latency budget into
+    the message's deadline on the monotonic clock.
+    """
+    envelope.require_tenant(message)
+    if claimcheck.ATTR_URI in message.attributes:
+        message.data = claimcheck.fetch(claim_store, message.attributes)
+    published = message.publish_time.timestamp() if message.publish_time is not None else time.time()
+    deadline = time.monotonic() + (published + settings.latency_budget_ms / 1000.0 - time.time())
+    return Item(message.data, message.tenant, message.message_id, deadline=deadline,
+                recipient=message.attributes.get("recipient"), observed_at=published)
 
 
 def topic_path(settings: Settings, topic: str) -> str:
@@ -100,21 +117,10 @@ class Worker:
 
     def handle(self, message: envelope.InboundMessage, received: float | None = None) -> dict:
         received = received or time.perf_counter()
-        budget_s = self.settings.latency_budget_ms / 1000.0
-        published = message.publish_time.timestamp() if message.publish_time is not None else time.time()
-        deadline = time.monotonic() + (published + budget_s - time.time())
         try:
-            envelope.require_tenant(message)
-            if claimcheck.ATTR_URI in message.attributes:
-                message.data = claimcheck.fetch(self.claim_store, message.attributes)
-            verdict = self.scorer.score(
-                message.data,
-                tenant=message.tenant,
-                message_id=message.message_id,
-                deadline=deadline,
-                recipient=message.attributes.get("recipient"),
-                observed_at=published,
-            )
+            item = scoring_item(message, self.settings, self.claim_store)
+            verdict = self.scorer.score(item.raw, tenant=item.tenant, message_id=item.message_id, deadline=item.deadline,
+                                        recipient=item.recipient, observed_at=item.observed_at)
         except InvalidMessage as exc:
             return self._dead_letter(message.data, message.attributes, message.pubsub_message_id, exc)
         except TransientError as exc:
