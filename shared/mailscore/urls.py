@@ -76,6 +76,13 @@ def _is_ip(host: str) -> bool:
 
 
 def _make_link(url: str) -> Link | None:
+    target = _link_target(url)
+    return Link(*target) if target is not None else None
+
+
+@lru_cache(maxsize=4096)
+def _link_target(url: str) -> tuple[str, str, str, bool] | None:
+    """(url, host, domain, is_ip) of a link, or None: newsletters repeat their links."""
     url = url.rstrip(".,;:!?")
     if url.lower().startswith("www."):
         url = "http://" + url
@@ -85,7 +92,7 @@ def _make_link(url: str) -> Link | None:
         return None
     if not host:
         return None
-    return Link(url=url, host=host, domain=registrable_domain(host), is_ip=_is_ip(host))
+    return url, host, registrable_domain(host), _is_ip(host)
 
 
 # The netloc of an http(s) URL, as urlsplit finds it: up to the first "/", "?" or "#".
@@ -141,14 +148,38 @@ _ANCHOR_TEXT_CHARS = 4096
 
 def read_html(html: str, max_urls: int) -> HtmlView:
     """Visible text, anchors (with the domain their text shows) and form/script counts."""
-    visible = _TAG.sub(" ", _without_hidden(html))
-    if "&" in visible:
-        visible = unescape(visible)
+    visible = unescape_html(_TAG.sub(" ", _without_hidden(html)))
     # One scan for both: a match is "<form" or "<script" (any case) at a word end,
     # so the two counts are those of _FORM and _SCRIPT.
     opened = _FORM_OR_SCRIPT.findall(html)
     forms = sum(1 for name in opened if name[0] in "fF")
     return HtmlView(visible, _anchors(html, max_urls), forms, len(opened) - forms)
+
+
+# The character references most HTML mail uses, "&amp;" last: replacing them in
+# this order is what html.unescape does when they are the only references present.
+_COMMON_REFERENCES = (("&nbsp;", "\xa0"), ("&gt;", ">"), ("&lt;", "<"), ("&quot;", '"'), ("&#39;", "'"),
+                      ("&amp;", "&"))
+
+
+def unescape_html(text: str) -> str:
+    """``html.unescape(text)``, by plain replaces when only common references occur.
+
+    Each reference holds one "&", so when their counts add up to the count of
+    "&" every "&" starts one of them; no replacement but the last brings an "&".
+    """
+    if "&" not in text:
+        return text
+    amps = text.count("&")
+    if text.count("&amp;") == amps:  # the usual case in a link: only escaped "&"
+        return text.replace("&amp;", "&")
+    counts = [text.count(ref) for ref, _ in _COMMON_REFERENCES]
+    if sum(counts) != amps:
+        return unescape(text)
+    for (ref, char), count in zip(_COMMON_REFERENCES, counts):
+        if count:
+            text = text.replace(ref, char)
+    return text
 
 
 def _without_hidden(html: str) -> str:
@@ -189,14 +220,14 @@ def _anchors(html: str, limit: int) -> list[Link]:
             continue
         double, single, bare = href.groups()
         url = double if double is not None else single if single is not None else bare
-        link = _make_link(unescape(url).strip() if "&" in url else url.strip())
+        link = _make_link(unescape_html(url).strip())
         if link is None:
             continue
         close = _ANCHOR_CLOSE.search(html, tag.end(), tag.end() + _ANCHOR_TEXT_CHARS)
         shown_text = html[tag.end(): close.start() if close else tag.end() + _ANCHOR_TEXT_CHARS]
         if "<" in shown_text:
             shown_text = _TAG.sub(" ", shown_text)
-        shown = _DOMAINISH.match((unescape(shown_text) if "&" in shown_text else shown_text).strip())
+        shown = _DOMAINISH.match(unescape_html(shown_text).strip())
         if shown:
             link.anchor_domain = registrable_domain(shown.group(1))
         links.append(link)
