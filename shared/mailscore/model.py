@@ -72,9 +72,11 @@ class Model:
 
     def margins(self, rows: np.ndarray) -> np.ndarray:
         """Log-odds for each row: the numpy evaluator for a few rows, the booster for more."""
-        rows = self.prepare(rows)
         if self.evaluator is not None and len(rows) <= SMALL_BATCH_ROWS:
+            if self.evaluator.missing != tuple(self.neutralised):
+                rows = self.prepare(rows)
             return np.array([self.evaluator.margin(row) for row in rows], dtype=np.float32)
+        rows = self.prepare(rows)
         margins = self.booster.inplace_predict(rows, validate_features=False, predict_type="margin")
         return np.asarray(margins, dtype=np.float32).reshape(len(rows))
 
@@ -126,8 +128,8 @@ def load_model(model_dir: str | Path) -> Model:
     except xgb.core.XGBoostError as exc:
         raise ModelError(f"{model_path} is not an XGBoost model: {exc}") from exc
     booster.set_param({"nthread": 1})
-    evaluator = TreeEvaluator.from_booster(booster, len(FEATURE_NAMES))
-    model = Model(booster, card, card.get("model_version") or version_of(digest), evaluator)
+    model = Model(booster, card, card.get("model_version") or version_of(digest))
+    model.evaluator = TreeEvaluator.from_booster(booster, len(FEATURE_NAMES), missing=tuple(model.neutralised))
     # Warm up both paths (the booster's first call allocates its predictor).
     warm = np.zeros((SMALL_BATCH_ROWS + 1, len(FEATURE_NAMES)), dtype=np.float32)
     model.predict(warm)

@@ -33,10 +33,29 @@ class TreeEvaluator:
         self.roots = roots
         self.depth = depth
         self._start = np.concatenate(([base_margin], np.zeros(len(roots), dtype=np.float32))).astype(np.float32)
+        self.missing: tuple[int, ...] = ()  # columns read as missing whatever the row holds
+
+    def treat_as_missing(self, columns: tuple[int, ...]) -> None:
+        """Route every split on ``columns`` down its missing-value branch, whatever the row holds.
+
+        A split on such a column then has one child for both outcomes, so its
+        value is never read: the same margins as the booster on rows with those
+        columns set to NaN, without masking each row.
+        """
+        split = (self.left != np.arange(len(self.left))) & np.isin(self.feature, columns)
+        branch = np.where(self.go_left_default, self.left, self.right)
+        self.left = np.where(split, branch, self.left)
+        self.right = np.where(split, branch, self.right)
+        self.missing = tuple(sorted(columns))
 
     @classmethod
-    def from_booster(cls, booster, n_features: int, *, probes: int = 512, seed: int = 0) -> TreeEvaluator | None:
-        """Flatten ``booster``; None unless it reproduces the booster's margins exactly."""
+    def from_booster(cls, booster, n_features: int, *, missing: tuple[int, ...] = (), probes: int = 512,
+                     seed: int = 0) -> TreeEvaluator | None:
+        """Flatten ``booster``; None unless it reproduces the booster's margins exactly.
+
+        ``missing`` columns are read as missing (see ``treat_as_missing``); the
+        check then compares with the booster on rows where they are NaN.
+        """
         model = json.loads(booster.save_raw("json"))
         learner = model["learner"]
         if learner["objective"]["name"] not in _SUPPORTED_OBJECTIVES:
@@ -48,6 +67,8 @@ class TreeEvaluator:
         if any(any(t.get("split_type", [])) for t in trees):
             return None  # categorical splits
         evaluator = cls._flatten(trees, _base_margin(learner))
+        if evaluator is not None and missing:
+            evaluator.treat_as_missing(missing)
         if evaluator is None or not evaluator.matches(booster, n_features, probes, seed):
             return None
         return evaluator
@@ -77,8 +98,7 @@ class TreeEvaluator:
     def margin(self, row: np.ndarray) -> np.float32:
         """The raw score (log-odds) of one 1-D float32 row."""
         x = row[self.feature]
-        with np.errstate(invalid="ignore"):
-            go_left = np.where(np.isnan(x), self.go_left_default, x < self.threshold)
+        go_left = np.where(np.isnan(x), self.go_left_default, x < self.threshold)  # comparing NaN does not warn
         step = np.where(go_left, self.left, self.right)
         node = self.roots
         for _ in range(self.depth):
@@ -93,9 +113,10 @@ class TreeEvaluator:
         rows[rng.random(rows.shape) < 0.2] = np.nan
         rows[: min(probes, 4)] = np.round(rows[: min(probes, 4)])  # values on split boundaries too
         rows[0] = 0.0
+        got = np.array([self.margin(row) for row in rows], dtype=np.float32)  # before masking: it must not matter
+        rows[:, list(self.missing)] = np.nan
         expected = np.asarray(booster.inplace_predict(rows, validate_features=False, predict_type="margin"),
                               dtype=np.float32).reshape(-1)
-        got = np.array([self.margin(row) for row in rows], dtype=np.float32)
         return bool(np.array_equal(expected, got))
 
 

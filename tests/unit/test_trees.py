@@ -41,3 +41,18 @@ def test_evaluator_refuses_a_booster_it_cannot_reproduce(model):
             return np.asarray(model.booster.inplace_predict(rows, **kwargs)) + 0.5
 
     assert TreeEvaluator.from_booster(Tampered(), len(FEATURE_NAMES)) is None
+
+
+def test_neutralised_columns_are_routed_as_missing_without_masking(model, settings):
+    """The evaluator reads the model's neutralised columns as missing, whatever a row holds there."""
+    assert model.neutralised and model.evaluator.missing == tuple(model.neutralised)
+    rows = build_dataset([TRAIN_DIR], settings).X[:20]
+    filled = rows.copy()
+    filled[:, model.neutralised] = 1e6  # values that would route differently were they read
+    for i in range(len(rows)):
+        single = model.predict(filled[i : i + 1])
+        np.testing.assert_array_equal(single, model.predict(rows[i : i + 1]))
+        masked = rows[i : i + 1].copy()
+        masked[:, model.neutralised] = np.nan
+        expected = model.booster.inplace_predict(masked, validate_features=False, predict_type="margin")
+        np.testing.assert_array_equal(model.margins(filled[i : i + 1]), np.asarray(expected, dtype=np.float32))
