@@ -56,3 +56,22 @@ def test_neutralised_columns_are_routed_as_missing_without_masking(model, settin
         masked[:, model.neutralised] = np.nan
         expected = model.booster.inplace_predict(masked, validate_features=False, predict_type="margin")
         np.testing.assert_array_equal(model.margins(filled[i : i + 1]), np.asarray(expected, dtype=np.float32))
+
+
+def test_routing_a_column_as_missing_equals_the_booster_on_nan():
+    import xgboost as xgb
+
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((400, 6)).astype(np.float32)
+    y = (x[:, 3] + 0.3 * x[:, 1] > 0).astype(np.float32)  # column 3 carries most of the signal
+    booster = xgb.train({"objective": "binary:logistic", "max_depth": 3, "nthread": 1},
+                        xgb.DMatrix(x, label=y), num_boost_round=20)
+    plain = TreeEvaluator.from_booster(booster, 6)
+    routed = TreeEvaluator.from_booster(booster, 6, missing=(3,))
+    assert plain is not None and routed is not None  # each reproduced the booster on its own terms
+    masked = x.copy()
+    masked[:, 3] = np.nan
+    expected = np.asarray(booster.inplace_predict(masked, predict_type="margin"), dtype=np.float32)
+    got = np.array([routed.margin(row) for row in x], dtype=np.float32)
+    np.testing.assert_array_equal(got, expected)
+    assert not np.array_equal(got, np.array([plain.margin(row) for row in x], dtype=np.float32))
