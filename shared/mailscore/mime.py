@@ -24,6 +24,7 @@ import binascii
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
 # A part header line the feed parser reads as a header (headerRE, less "From ").
 _PART_HEADER = re.compile(rb"[!-9;-~]+:")
@@ -76,15 +77,18 @@ def walk(body: bytes, root_headers: list[tuple[str, str]], *, max_parts: int, ma
 class _Headers:
     """First-occurrence lookup of a part's headers, as ``Message.get`` does."""
 
+    __slots__ = ("pairs", "first")
+
     def __init__(self, pairs: list[tuple[str, str]]) -> None:
-        self.first: dict[str, str] = {}
-        self.counts: dict[str, int] = {}
-        for name, value in pairs:
-            self.first.setdefault(name, value)
-            self.counts[name] = self.counts.get(name, 0) + 1
+        self.pairs = pairs
+        self.first = dict(reversed(pairs))  # earlier pairs are inserted last and win
 
     def get(self, name: str) -> str | None:
         return self.first.get(name)
+
+    def repeats(self, name: str) -> bool:
+        """Whether ``name`` occurs more than once."""
+        return len(self.first) != len(self.pairs) and sum(1 for key, _ in self.pairs if key == name) > 1
 
 
 def _visit(headers: _Headers, body: bytes, state: Walk, depth: int, max_parts: int, max_depth: int, *, root: bool,
@@ -193,7 +197,7 @@ def _part(raw: bytes) -> tuple[_Headers, bytes]:
 
 
 def _leaf(headers: _Headers, ctype: str, body: bytes) -> Leaf:
-    if headers.counts.get("content-type", 0) > 1 or headers.counts.get("content-transfer-encoding", 0) > 1:
+    if headers.repeats("content-type") or headers.repeats("content-transfer-encoding"):
         raise Fallback
     cte = (headers.get("content-transfer-encoding") or "").lower()
     size = None
@@ -267,11 +271,16 @@ def _clean_header_value(value: str) -> bool:
 # --- header parameters, as email.message.Message computes them under compat32 ---
 
 
+# The parameter readers are pure functions of a header value, and part headers
+# repeat ("text/plain; charset=utf-8"): each is cached. Values are capped in
+# length by the parser, so the caches are bounded in memory too.
+@lru_cache(maxsize=2048)
 def split_param(value: str) -> tuple[str, str | None]:
     main, sep, rest = str(value).partition(";")
     return (main.strip(), rest.strip()) if sep else (main.strip(), None)
 
 
+@lru_cache(maxsize=2048)
 def content_type(value: str | None) -> str:
     if value is None:
         return "text/plain"
@@ -279,6 +288,7 @@ def content_type(value: str | None) -> str:
     return ctype if ctype.count("/") == 1 else "text/plain"
 
 
+@lru_cache(maxsize=4096)
 def get_param(value: str | None, name: str) -> str | None:
     """The first parameter ``name`` of a header value (quotes kept), or None."""
     if value is None:
@@ -289,6 +299,7 @@ def get_param(value: str | None, name: str) -> str | None:
     return None
 
 
+@lru_cache(maxsize=2048)
 def charset(content_type_value: str | None) -> str | None:
     value = get_param(content_type_value, "charset")
     if value is None:
