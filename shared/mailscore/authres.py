@@ -21,6 +21,8 @@ _NONE = {"none", "no", "nodata", "not_signed", "unsigned"}
 _ERROR = {"temperror", "permerror", "error"}
 # Best outcome wins when a trusted header reports a method twice (several DKIM signatures).
 _RANK = {"pass": 5, "softfail": 3, "fail": 4, "none": 1, "error": 2, "unknown": 0}
+_PROPERTIES = tuple((prop, re.compile(re.escape(prop) + r"\s*=\s*([^\s;]+)", re.I))
+                    for prop in ("header.from", "header.d", "smtp.mailfrom"))
 _METHOD_RESULT = re.compile(r"^\s*([a-z0-9_-]+)(?:/[0-9]+)?\s*=\s*([a-z0-9_\-]+)", re.I)
 
 
@@ -121,6 +123,14 @@ def parse_authentication_results(values: list[str], trusted_ids: tuple[str, ...]
     trusted = {t.strip().lower() for t in trusted_ids if t.strip()}
     auth = AuthResults()
     for value in values:
+        first = value.split(";", 1)[0]
+        if "(" not in first and '"' not in first and "\\" not in first:
+            # Nothing before the first ";" that stripping comments would change:
+            # read the authserv-id from the value as it is, and stop there if untrusted.
+            head = first.split()
+            if not head or "=" in head[0] or head[0].lower() not in trusted:
+                auth.untrusted_headers += 1
+                continue
         parts = strip_comments(value).split(";")
         head = parts[0].strip().split()
         # The authserv-id is the first token and contains no "="; without it
@@ -138,8 +148,8 @@ def parse_authentication_results(values: list[str], trusted_ids: tuple[str, ...]
                 continue
             if _RANK[result] > _RANK[auth.results[method]]:
                 auth.results[method] = result
-            for prop in ("header.from", "header.d", "smtp.mailfrom"):
-                found = re.search(re.escape(prop) + r"\s*=\s*([^\s;]+)", resinfo, re.I)
+            for prop, pattern in _PROPERTIES:
+                found = pattern.search(resinfo)
                 if found:
                     domain = found.group(1).rsplit("@", 1)[-1].strip('"').lower()
                     auth.domains.setdefault(f"{method}:{prop}", domain)
