@@ -467,9 +467,15 @@ class Bench:
                                          stderr=log, cwd=REPO_ROOT, start_new_session=True) for _ in range(consumers)]
             for proc in consumer:
                 proc.stdout.readline()  # "ready": the model is loaded, pulling starts now
+        consumer_pids = [proc.pid for proc in consumer] if isinstance(consumer, list) else [consumer.pid]
+        groups = {"consumer": consumer_pids, "bench": [os.getpid()]}
+        groups.update({f"{name}_emulator": [proc.pid] for name, proc in self.emulators.processes})
+        cpu_before = cpu_by_group(groups, alone=("bench",))
         started = time.time()
         try:
             throughput = self.drain(collector, ids, mode, started)
+            cpu = cpu_profile(cpu_before, cpu_by_group(groups, alone=("bench",)), collector.count(ids),
+                              time.time() - started)
             latency = self.paced(collector, publisher, topic, stream, mode, rate=throughput / 2.0)
         finally:
             if isinstance(consumer, list):
@@ -485,7 +491,7 @@ class Bench:
             collector.close()
             subscriber.close()
             log.close()
-        out = {"throughput_msgs_per_s": round(throughput, 1), "latency_ms": latency, "messages": len(ids)}
+        out = {"throughput_msgs_per_s": round(throughput, 1), "latency_ms": latency, "messages": len(ids), "cpu": cpu}
         if mode == "per_message":
             out.update(handler_latency(self.out / "logs" / "bench-function.log", throughput))
         return out
@@ -536,6 +542,65 @@ class Bench:
             latencies = [(collector.arrived[m] - t) * 1000.0 for m, t in sent.items() if m in collector.arrived]
         return {"p50": _pct(latencies, 50), "p95": _pct(latencies, 95), "p99": _pct(latencies, 99),
                 "rate_msgs_per_s": round(rate, 1), "messages": total, "received": len(latencies)}
+
+
+def _process_table() -> dict[int, tuple[int, float]]:
+    """pid -> (parent pid, CPU seconds used so far) for every process /proc shows."""
+    table = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # exited meanwhile
+        fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "
+        table[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    return table
+
+
+def cpu_by_group(groups: dict[str, list[int]], alone: tuple[str, ...] = ()) -> dict[str, float] | None:
+    """CPU seconds used so far by each group of processes and all their descendants (Linux only).
+
+    Groups named in ``alone`` count their own processes only (the bench
+    process is the parent of every other group).
+    """
+    if not Path("/proc/self/stat").exists():
+        return None
+    table = _process_table()
+    children: dict[int, list[int]] = {}
+    for pid, (parent, _) in table.items():
+        children.setdefault(parent, []).append(pid)
+    out = {}
+    for name, roots in groups.items():
+        seen, todo = set(), list(roots)
+        while todo:
+            pid = todo.pop()
+            if pid in seen or pid not in table:
+                continue
+            seen.add(pid)
+            if name not in alone:
+                todo.extend(children.get(pid, ()))
+        out[name] = sum(table[pid][1] for pid in seen)
+    return out
+
+
+def cpu_profile(before: dict[str, float] | None, after: dict[str, float] | None, messages: int,
+                seconds: float) -> dict:
+    """Where the machine's CPU went while a mode drained its backlog: ms per message per group.
+
+    ``busy`` is the share of all cores in use; near 1.0 the mode is CPU-bound
+    here, and its rate is the cores divided by ``total_ms_per_msg``. Emulators
+    the bench did not start itself are not in any group.
+    """
+    if not before or not after or messages <= 0 or seconds <= 0:
+        return {}
+    used = {name: max(0.0, after[name] - before.get(name, 0.0)) for name in after}
+    out = {f"{name}_ms_per_msg": round(used[name] * 1000.0 / messages, 3) for name in used}
+    out["total_ms_per_msg"] = round(sum(used.values()) * 1000.0 / messages, 3)
+    out["busy"] = round(sum(used.values()) / (seconds * (os.cpu_count() or 1)), 3)
+    return out
 
 
 def handler_latency(log_path: Path, throughput: float) -> dict:

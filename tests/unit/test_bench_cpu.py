@@ -1,0 +1,36 @@
+"""The benchmark's CPU attribution counts a process tree's CPU, and only the process itself when asked."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mailscore.bench import cpu_by_group, cpu_profile
+
+pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+
+# A child that burns 0.4 s of CPU, says so, and waits; its parent says when it started it and waits.
+CHILD = ("import sys, time\nend = time.process_time() + 0.4\nwhile time.process_time() < end: pass\n"
+         "print('burned', flush=True)\nsys.stdin.read()\n")
+PARENT = ("import subprocess, sys\n"
+          f"child = subprocess.Popen([sys.executable, '-c', {CHILD!r}], stdin=subprocess.PIPE)\n"
+          "print('started', flush=True)\nsys.stdin.read()\nchild.communicate(b'')\n")
+
+
+def test_a_group_counts_its_descendants_unless_alone():
+    parent = subprocess.Popen([sys.executable, "-c", PARENT], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert parent.stdout.readline().strip() == b"started"
+        groups = {"tree": [parent.pid], "parent": [parent.pid]}
+        before = cpu_by_group(groups, alone=("parent",))
+        assert parent.stdout.readline().strip() == b"burned"  # the child's line, on the shared stdout
+        after = cpu_by_group(groups, alone=("parent",))
+        assert after["tree"] - before["tree"] >= 0.3
+        assert after["parent"] - before["parent"] < 0.2
+        profile = cpu_profile(before, after, messages=100, seconds=1.0)
+        assert profile["tree_ms_per_msg"] >= 3.0 and profile["total_ms_per_msg"] >= profile["tree_ms_per_msg"]
+    finally:
+        parent.communicate(b"", timeout=30)
