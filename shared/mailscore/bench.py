@@ -56,16 +56,16 @@ def default_corpus() -> Path:
 
 
 def clear_value_caches() -> None:
-    """Empty the scoring core's per-value caches (parameters, charsets, links, domains).
+    """Empty the scoring core's per-value caches (senders, parameters, charsets, links, domains).
 
     Some of their keys are unique to one message (a multipart boundary, a
     tracking link). Repeating the same emails would turn those into hits, so
     each pass over the emails starts empty: within one pass, a value is a hit
     only when another message shares it, as in a live stream.
     """
-    from mailscore import mime, parse, urls
+    from mailscore import features, mime, parse, urls
 
-    for module in (mime, parse, urls):
+    for module in (features, mime, parse, urls):
         for value in vars(module).values():
             if callable(getattr(value, "cache_clear", None)):
                 value.cache_clear()

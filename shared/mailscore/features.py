@@ -16,6 +16,7 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import lru_cache
 
 import numpy as np
 import re2
@@ -130,8 +131,16 @@ def parse_sender(value: str | None) -> Sender:
 
     The sender used for history and alignment is the single angle-bracket
     address when there is exactly one, else a bare addr-spec; anything else
-    leaves the sender unknown and the header flagged ambiguous.
+    leaves the sender unknown and the header flagged ambiguous. Most mail
+    comes from senders seen before, so usual-length values are cached (a
+    ``Sender`` is immutable).
     """
+    if value is not None and len(value) > 256:
+        return _parse_sender(value)
+    return _parse_sender_cached(value)
+
+
+def _parse_sender(value: str | None) -> Sender:
     if not value or not value.strip():
         return Sender(None, None, True, frozenset(), "")
     candidates = frozenset(registrable_domain(m.group(1)) for m in _ADDR.finditer(value))
@@ -158,6 +167,9 @@ def parse_sender(value: str | None) -> Sender:
     )
     domain = registrable_domain(address.rsplit("@", 1)[1]) if address else None
     return Sender(address, domain, ambiguous, candidates, display.strip().strip('"').strip())
+
+
+_parse_sender_cached = lru_cache(maxsize=8192)(_parse_sender)
 
 
 def _address_domain(value: str | None) -> str | None:
@@ -350,16 +362,23 @@ def extract(
     f["url_count"] = float(n)
     f["url_domains"] = float(len(links.domains))
     if n:
-        f["url_ip_literal"] = float(sum(link.is_ip for link in links.links))
-        f["url_shortener"] = float(sum(link.domain in SHORTENERS for link in links.links))
-        f["url_punycode"] = float(sum("xn--" in link.host for link in links.links))
-        f["url_anchor_mismatch"] = float(
-            sum(1 for link in links.links if link.anchor_domain and link.anchor_domain != link.domain)
-        )
-        f["url_plain_http_share"] = sum(link.url.lower().startswith("http:") for link in links.links) / n
+        ip = shortener = punycode = mismatch = plain = foreign = longest = 0
+        for link in links.links:
+            ip += link.is_ip
+            shortener += link.domain in SHORTENERS
+            punycode += "xn--" in link.host
+            mismatch += bool(link.anchor_domain) and link.anchor_domain != link.domain
+            plain += link.url[:5].lower() == "http:"
+            foreign += link.domain != sender.domain
+            longest = max(longest, len(link.url))
+        f["url_ip_literal"] = float(ip)
+        f["url_shortener"] = float(shortener)
+        f["url_punycode"] = float(punycode)
+        f["url_anchor_mismatch"] = float(mismatch)
+        f["url_plain_http_share"] = plain / n
         if sender.domain:
-            f["url_foreign_domain_share"] = sum(link.domain != sender.domain for link in links.links) / n
-        f["url_max_length"] = float(max(len(link.url) for link in links.links))
+            f["url_foreign_domain_share"] = foreign / n
+        f["url_max_length"] = float(longest)
 
     f["attachment_count"] = float(len(msg.attachments))
     for att in msg.attachments:

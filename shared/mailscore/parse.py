@@ -564,9 +564,9 @@ def _bound_containers(body: bytes, limits: ParseLimits, defects: set[str]) -> by
     hundreds of ms), so containers beyond the limit are never handed to it.
     """
     allowed = limits.max_mime_depth * 2
-    # Every match holds "boundary" in some case: when the lower-cased body has
-    # no more of those than allowed, nothing can be cut (one C pass, no regex).
-    if body.lower().count(b"boundary") <= allowed:
+    # Every match holds an "=" and "boundary" in some case: when the body has no
+    # more of either than allowed, nothing can be cut (C passes, no regex).
+    if body.count(b"=") <= allowed or body.lower().count(b"boundary") <= allowed:
         return body
     for count, match in enumerate(_BOUNDARY_PARAM.finditer(body), start=1):
         if count > allowed:
