@@ -367,18 +367,13 @@ class Bench:
     def run(self) -> dict:
         from mailscore import emulators as emu
         from mailscore import profiles, training
-        from mailscore.model import load_model
         from mailscore.training import find_emails
 
         corpus = Path(self.args.corpus) if self.args.corpus else default_corpus()
         files = find_emails([corpus])
         raws = [p.read_bytes() or b" " for p in files]
         self.say(f"{len(raws)} emails from {corpus}")
-        model_dir = Path(self.settings.model_dir)
-        if not (model_dir / "model_card.json").exists():
-            self.say(f"no model in {model_dir}: training one on data/train")
-            training.train([REPO_ROOT / "data" / "train"], model_dir, self.settings)
-        model = load_model(model_dir)
+        model = training.installed_model(self.settings, say=self.say)
 
         result: dict = {"corpus": str(corpus), "emails": len(raws), "machine": {"cpus": os.cpu_count()},
                         "model_version": model.version, "single_row_evaluator": model.evaluator is not None}
@@ -395,10 +390,8 @@ class Bench:
             profiles.ensure_table(self.settings)
             labelled = [p for p in files if training.label_of(p) is not None]
             if labelled:
-                data = training.build_dataset([corpus], self.settings, tenant="bench")
-                store = profiles.ProfileStore(self.settings)
-                written = store.write((t, a, p) for (t, a), p in data.profiles.items())
-                store.close()
+                written = profiles.load_profiles(
+                    self.settings, training.build_dataset([corpus], self.settings, tenant="bench").profiles)
                 self.say(f"loaded {written} sender profiles")
             result["modes"] = {}
             for mode in self.args.modes:
@@ -722,19 +715,13 @@ def in_process_ratio(corpus: Path | None = None, *, rounds: int = 5, progress=No
     median of the rounds' ratios, so a burst of load on a shared machine
     moves one round, not the result.
     """
-    from mailscore.model import load_model
     from mailscore.settings import Settings
-    from mailscore.training import find_emails, train
+    from mailscore.training import find_emails, installed_model
 
     settings = Settings.from_env()
     corpus = corpus or default_corpus()
     raws = [p.read_bytes() or b" " for p in find_emails([corpus])]
-    model_dir = Path(settings.model_dir)
-    if not (model_dir / "model_card.json").exists():
-        if progress:
-            progress(f"no model in {model_dir}: training one on data/train")
-        train([REPO_ROOT / "data" / "train"], model_dir, settings)
-    model = load_model(model_dir)
+    model = installed_model(settings, say=progress)
     runs = [inprocess(raws, settings, model, reps=1) for _ in range(rounds)]
     ratios = [r["scoring_over_compat32_parse"] for r in runs]
     if progress:

@@ -25,7 +25,7 @@ from mailscore.features import parse_sender
 from mailscore.history import HistorySource
 from mailscore.model import load_model
 from mailscore.parse import parse_email
-from mailscore.profiles import ProfileStore, ensure_table
+from mailscore.profiles import ProfileStore, load_profiles
 from mailscore.scoring import Scorer
 from mailscore.settings import Settings
 from mailscore.training import build_dataset, find_emails
@@ -42,10 +42,8 @@ def zipf_stream(items: list, count: int, exponent: float = 1.1, seed: int = 11) 
 def measure(settings: Settings, paths: list[Path], count: int = 3000, block: int = 250, progress: bool = True) -> dict:
     from tqdm import tqdm
 
-    ensure_table(settings)
-    data = build_dataset(paths, settings, "bench")
+    load_profiles(settings, build_dataset(paths, settings, "bench").profiles)
     store = ProfileStore(settings)
-    store.write((t, a, p) for (t, a), p in data.profiles.items())
     model = load_model(settings.model_dir)
     emails = [p.read_bytes() for p in find_emails(paths)]
     by_sender: dict[str, bytes] = {}

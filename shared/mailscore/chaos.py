@@ -36,7 +36,7 @@ from collections import Counter
 from pathlib import Path
 
 from mailscore import emulators as emu
-from mailscore.collector import Collector, Sent
+from mailscore.collector import Collecting, Sent
 from mailscore.errors import MailscoreError
 from mailscore.settings import Settings, env_var
 
@@ -147,12 +147,8 @@ def build_inputs(paths: list[Path], count: int, hostile: int, seed: int = 5) -> 
 def run(paths: list[Path], out_dir: Path, *, count: int = 2400, rate: float = 50.0, hostile: int = 150,
         fuzz_count: int = 10_000, history: list[Path] | None = None, settings: Settings | None = None,
         progress: bool = True) -> dict:
-    from google.cloud import pubsub_v1
-    from tqdm import tqdm
-
     from mailscore import fuzz, profiles, runner, topology, training
     from mailscore.claimcheck import make_publisher, publish_email
-    from mailscore.model import load_model
 
     settings = settings or Settings.from_env()
     emu.binaries()
@@ -171,11 +167,8 @@ def run(paths: list[Path], out_dir: Path, *, count: int = 2400, rate: float = 50
     proxy = None
     saved_env = {k: os.environ.get(k) for k in ("PUBSUB_EMULATOR_HOST", "BIGTABLE_EMULATOR_HOST")}
     try:
+        model = training.installed_model(settings, say=say)
         model_dir = Path(settings.model_dir)
-        if not (model_dir / "model_card.json").exists():
-            say(f"no model in {model_dir}: training one on data/train")
-            training.train([REPO_ROOT / "data" / "train"], model_dir, settings)
-        model = load_model(model_dir)
         history = history if history is not None else [REPO_ROOT / "data" / "train"]
 
         say("starting emulators ...")
@@ -187,11 +180,10 @@ def run(paths: list[Path], out_dir: Path, *, count: int = 2400, rate: float = 50
         profile_data = training.build_dataset(history, settings, "chaos") if history else None
 
         def load_table() -> None:
-            profiles.ensure_table(settings)
             if profile_data is not None:
-                store = profiles.ProfileStore(settings)
-                store.write((t, a, p) for (t, a), p in profile_data.profiles.items())
-                store.close()
+                profiles.load_profiles(settings, profile_data.profiles)
+            else:
+                profiles.ensure_table(settings)
 
         load_table()
         host, port_text = emulators.pubsub_host.rsplit(":", 1)
@@ -214,14 +206,8 @@ def run(paths: list[Path], out_dir: Path, *, count: int = 2400, rate: float = 50
         sent = [Sent(label, f"chaos-{run_id}-{i:06d}", None) for i, (label, _, _, _) in enumerate(inputs)]
         expected = {s.message_id: outcome for s, (_, _, _, outcome) in zip(sent, inputs)}
         by_id = {s.message_id: s for s in sent}
-        bar = tqdm(total=len(sent), desc="records", unit="msg", disable=not progress, file=sys.stderr)
-        collector = Collector(by_id, progress=bar)
-        stop = threading.Event()
-        subscriber = pubsub_v1.SubscriberClient()
-        pullers = [threading.Thread(target=collector.pull_loop, args=(subscriber, sub, kind, stop), daemon=True)
-                   for sub, kind in ((subs.verdicts, "verdict"), (subs.dead_letter, "dead_letter"))]
-        for thread in pullers:
-            thread.start()
+        collecting = Collecting(by_id, subs.verdicts, subs.dead_letter, desc="records", progress=progress)
+        collector = collecting.collector
 
         publisher = make_publisher()
         inbound = topology.topic_path(settings, settings.inbound_topic)
@@ -321,11 +307,7 @@ def run(paths: list[Path], out_dir: Path, *, count: int = 2400, rate: float = 50
                 future.result(timeout=60)
             redriven += len(missing)
             complete = collector.wait(len(sent), stall_seconds=45)
-        stop.set()
-        bar.close()
-        for thread in pullers:
-            thread.join(timeout=10)
-        subscriber.close()
+        collecting.close()
         if not complete:
             say(f"stalled with {len(sent) - len(collector)} inputs without a record")
 

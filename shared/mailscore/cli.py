@@ -181,11 +181,7 @@ def cmd_load_profiles(args: argparse.Namespace, settings: Settings) -> int:
     from mailscore.training import build_dataset
 
     _require_emulator("BIGTABLE_EMULATOR_HOST", args.cloud)
-    profiles.ensure_table(settings)
-    data = build_dataset(args.paths, settings, args.tenant)
-    store = profiles.ProfileStore(settings)
-    written = store.write((t, a, p) for (t, a), p in data.profiles.items())
-    store.close()
+    written = profiles.load_profiles(settings, build_dataset(args.paths, settings, args.tenant).profiles)
     print(f"wrote {written} sender profiles for tenant {args.tenant}", file=sys.stderr)
     return EXIT_OK
 

@@ -110,3 +110,32 @@ class Collector:
             elif time.monotonic() - last_change > stall_seconds:
                 return False
             time.sleep(poll)
+
+
+class Collecting:
+    """A ``Collector`` fed by two threads pulling the verdict and dead-letter subscriptions, with a progress bar."""
+
+    def __init__(self, sent: dict[str, Sent], verdicts: str, dead_letter: str, *, desc: str, progress: bool) -> None:
+        import sys
+
+        from google.cloud import pubsub_v1
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=len(sent), desc=desc, unit="msg", disable=not progress, file=sys.stderr)
+        self.collector = Collector(sent, progress=self.bar)
+        self._stop = threading.Event()
+        self._subscriber = pubsub_v1.SubscriberClient()
+        self._threads = [
+            threading.Thread(target=self.collector.pull_loop, args=(self._subscriber, subscription, kind, self._stop),
+                             daemon=True)
+            for subscription, kind in ((verdicts, "verdict"), (dead_letter, "dead_letter"))
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        self.bar.close()
+        for thread in self._threads:
+            thread.join(timeout=10)
+        self._subscriber.close()

@@ -394,6 +394,16 @@ def _regex_literal(value: bytes) -> bytes:
     return bytes(out + b"$")
 
 
+def load_profiles(settings: Settings, profiles: dict[tuple[str, str], Profile]) -> int:
+    """Create the table if needed and write ``profiles`` ((tenant, address) -> Profile); returns the count."""
+    ensure_table(settings)
+    store = ProfileStore(settings)
+    try:
+        return store.write((tenant, address, profile) for (tenant, address), profile in profiles.items())
+    finally:
+        store.close()
+
+
 def ensure_table(settings: Settings) -> None:
     """Create the profile table with its column families, if it does not exist."""
     from google.api_core.exceptions import AlreadyExists

@@ -18,7 +18,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections import Counter
@@ -28,9 +27,9 @@ import numpy as np
 
 from mailscore import emulators as emu
 from mailscore.claimcheck import make_publisher, publish_email
-from mailscore.collector import Collector, Sent
+from mailscore.collector import Collecting, Collector, Sent
 from mailscore.errors import MailscoreError
-from mailscore.model import auc, precision_recall
+from mailscore.model import auc, load_model, precision_recall
 from mailscore.settings import Settings, env_var
 from mailscore.training import find_emails, label_of
 
@@ -181,11 +180,7 @@ def run(
     shadow: Path | None = None,
 ) -> dict:
     """Run the pipeline on ``corpus``; returns the summary (also written to ``out_dir``)."""
-    from google.cloud import pubsub_v1
-    from tqdm import tqdm
-
     from mailscore import profiles, topology, training
-    from mailscore.model import load_model
 
     settings = settings or Settings.from_env()
     if not settings.claim_check_location:  # a local folder stands in for the claim-check bucket
@@ -205,12 +200,8 @@ def run(
     emulators = None
     server = updater = None
     try:
+        model = training.installed_model(settings, train_from)
         model_dir = Path(settings.model_dir)
-        if not (model_dir / "model_card.json").exists():
-            sources = train_from or [REPO_ROOT / "data" / "train"]
-            print(f"no model in {model_dir}: training one on {', '.join(map(str, sources))}", file=sys.stderr)
-            training.train(sources, model_dir, settings)
-        model = load_model(model_dir)
 
         print("starting emulators ...", file=sys.stderr)
         emulators = emu.start(log_dir)
@@ -218,10 +209,7 @@ def run(
         topology.create_topics(settings)
         profiles.ensure_table(settings)
         if history:
-            data = training.build_dataset(history, settings, tenant)
-            store = profiles.ProfileStore(settings)
-            written = store.write((t, a, p) for (t, a), p in data.profiles.items())
-            store.close()
+            written = profiles.load_profiles(settings, training.build_dataset(history, settings, tenant).profiles)
             print(f"loaded {written} sender profiles from {', '.join(map(str, history))}", file=sys.stderr)
 
         if shadow is not None:
@@ -244,16 +232,8 @@ def run(
             for i, path in enumerate(files)
         ]
         by_id = {s.message_id: s for s in sent}
-        bar = tqdm(total=len(sent), desc="verdicts", unit="msg", disable=not progress, file=sys.stderr)
-        collected = Collector(by_id, progress=bar)
-        stop = threading.Event()
-        subscriber = pubsub_v1.SubscriberClient()
-        collectors = [
-            threading.Thread(target=collected.pull_loop, args=(subscriber, subs.verdicts, "verdict", stop), daemon=True),
-            threading.Thread(target=collected.pull_loop, args=(subscriber, subs.dead_letter, "dead_letter", stop), daemon=True),
-        ]
-        for thread in collectors:
-            thread.start()
+        collecting = Collecting(by_id, subs.verdicts, subs.dead_letter, desc="verdicts", progress=progress)
+        collected = collecting.collector
 
         publisher = make_publisher()
         inbound = topology.topic_path(settings, settings.inbound_topic)
@@ -273,11 +253,7 @@ def run(
                   file=sys.stderr)
         finished = max((r["latency_ms"] / 1000.0 + by_id[m].published_at for m, r in collected.records.items()),
                        default=time.time())
-        stop.set()
-        bar.close()
-        for thread in collectors:
-            thread.join(timeout=10)
-        subscriber.close()
+        collecting.close()
 
         summary = summarise(sent, collected, started, finished, model.version)
         if shadow is not None:

@@ -13,9 +13,11 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,7 +26,7 @@ import numpy as np
 
 from mailscore.errors import InvalidMessage, MailscoreError
 from mailscore.features import FEATURE_NAMES, SCHEMA_VERSION, extract, message_time, parse_sender
-from mailscore.model import CARD_FILE, MODEL_FILE, file_sha256, version_of
+from mailscore.model import CARD_FILE, MODEL_FILE, file_sha256, load_model, version_of
 from mailscore.parse import parse_email
 from mailscore.profiles import Observation, Profile, replay
 from mailscore.settings import Settings
@@ -254,3 +256,14 @@ def train(
         staging.rename(out)
     log.info("model trained", extra={"fields": {"model_version": card["model_version"], "messages": len(y)}})
     return card
+
+
+def installed_model(settings: Settings, sources: list[Path] | None = None, say: Callable[[str], None] | None = None):
+    """The model in ``settings.model_dir``, trained first on ``sources`` (default data/train) if none is there."""
+    model_dir = Path(settings.model_dir)
+    if not (model_dir / "model_card.json").exists():
+        sources = sources or [Path(__file__).resolve().parents[2] / "data" / "train"]
+        (say or (lambda text: print(text, file=sys.stderr)))(
+            f"no model in {model_dir}: training one on {', '.join(map(str, sources))}")
+        train(sources, model_dir, settings)
+    return load_model(model_dir)

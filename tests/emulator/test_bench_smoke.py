@@ -27,8 +27,10 @@ def test_bench_smoke_writes_json_and_plot(emulators, model_dir, tmp_path, monkey
         assert result["modes"][mode]["throughput_msgs_per_s"] > 0
         assert set(result["modes"][mode]["latency_ms"]) >= {"p50", "p95", "p99"}
         cpu = result["modes"][mode]["cpu"]
-        assert cpu["consumer_ms_per_msg"] > 0 and cpu["bench_ms_per_msg"] > 0  # the emulators here are the fixture's
-        assert cpu["total_ms_per_msg"] >= cpu["consumer_ms_per_msg"] and 0 < cpu["busy"] <= 1.05
+        # 40 messages may take less than one 10 ms clock tick in a process: no group is sure to be above 0.
+        # (The emulators here are the fixture's, not the bench's: no group for them.)
+        assert {"consumer_ms_per_msg", "bench_ms_per_msg", "total_ms_per_msg", "busy"} <= set(cpu)
+        assert cpu["total_ms_per_msg"] >= cpu["consumer_ms_per_msg"] >= 0 and 0 <= cpu["busy"] <= 1.05
     assert set(result["cache"]) >= {"hit_ratio", "p99_latency_with_over_without"}
     assert result["in_process"]["messages"] == len(list(TRAIN_DIR.rglob("*.eml")))
     assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
