@@ -174,12 +174,15 @@ def unescape_html(text: str) -> str:
     if text.count("&amp;") == amps:  # the usual case in a link: only escaped "&"
         return text.replace("&amp;", "&")
     counts = [text.count(ref) for ref, _ in _COMMON_REFERENCES]
-    if sum(counts) != amps:
-        return unescape(text)
     for (ref, char), count in zip(_COMMON_REFERENCES, counts):
-        if count:
+        if count and ref != "&amp;":
             text = text.replace(ref, char)
-    return text
+    if sum(counts) != amps:
+        # Other references too: html.unescape reads them. Replacing the common ones
+        # first changes nothing for it: what they become is neither a letter, a
+        # digit, ";" nor "&", so no reference it reads can start or end differently.
+        return unescape(text)
+    return text.replace("&amp;", "&") if counts[-1] else text
 
 
 def _without_hidden(html: str) -> str:
@@ -218,16 +221,17 @@ def _anchors(html: str, limit: int) -> list[Link]:
         href = _HREF.search(tag.group(0))
         if href is None:
             continue
-        double, single, bare = href.groups()
-        url = double if double is not None else single if single is not None else bare
-        link = _make_link(unescape_html(url).strip())
-        if link is None:
+        url = href.group(href.lastindex)  # the quoted or bare value, whichever matched
+        target = _link_target((unescape_html(url) if "&" in url else url).strip())
+        if target is None:
             continue
-        close = _ANCHOR_CLOSE.search(html, tag.end(), tag.end() + _ANCHOR_TEXT_CHARS)
-        shown_text = html[tag.end(): close.start() if close else tag.end() + _ANCHOR_TEXT_CHARS]
+        link = Link(*target)
+        end = tag.end()
+        close = _ANCHOR_CLOSE.search(html, end, end + _ANCHOR_TEXT_CHARS)
+        shown_text = html[end : close.start() if close else end + _ANCHOR_TEXT_CHARS]
         if "<" in shown_text:
             shown_text = _TAG.sub(" ", shown_text)
-        shown = _DOMAINISH.match(unescape_html(shown_text).strip())
+        shown = _DOMAINISH.match((unescape_html(shown_text) if "&" in shown_text else shown_text).strip())
         if shown:
             link.anchor_domain = registrable_domain(shown.group(1))
         links.append(link)

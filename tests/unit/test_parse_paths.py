@@ -204,3 +204,18 @@ def test_fast_header_reader_is_taken_for_usual_mail():
     taken = sum(_clean_fields(_split_header_block(raw, ParseLimits(), set())[0], ParseLimits(), set()) is not None
                 for raw in raws)
     assert taken / len(raws) > 0.9
+
+
+def test_unescape_html_equals_the_standard_library():
+    """The replace-based unescape against html.unescape on strings built from reference fragments."""
+    import html
+    import random
+
+    from mailscore.urls import unescape_html
+
+    pieces = ["&nbsp;", "&gt;", "&lt;", "&quot;", "&#39;", "&amp;", "&amp", "&not", "&notin;", "&#8217;", "&#x41",
+              "&", "#", ";", "a", "b1", " ", ">", "\xa0", "'", '"', "not", "&lt", "&copy", "amp;", "&#3", "9;", "\n"]
+    rng = random.Random(4)
+    for _ in range(20000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randrange(1, 12)))
+        assert unescape_html(text) == html.unescape(text), repr(text)
