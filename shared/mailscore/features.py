@@ -179,7 +179,7 @@ def _address_domain(value: str | None) -> str | None:
     return registrable_domain(found.group(1)) if found else None
 
 
-def list_domains(msg: ParsedEmail) -> frozenset[str]:
+def list_domains(msg: ParsedEmail | _FirstHeaders) -> frozenset[str]:
     """Registrable domains of the mailing list that relayed ``msg`` (List-Id, List-Post), if any.
 
     List software legitimately rewrites Reply-To, Return-Path and the From of
@@ -231,7 +231,7 @@ def _parse_date(value: str | None) -> float | None:
         return None
 
 
-def received_time(msg: ParsedEmail) -> float | None:
+def received_time(msg: ParsedEmail | _FirstHeaders) -> float | None:
     """The timestamp of the top (newest) Received header, if it has a readable one."""
     received = msg.get("received")
     if received and ";" in received:
@@ -279,6 +279,26 @@ def _flag(value: bool) -> float:
     return 1.0 if value else 0.0
 
 
+class _FirstHeaders:
+    """``ParsedEmail.get`` for every header, from one pass over the headers (names are lower-case)."""
+
+    __slots__ = ("first", "auth_results")
+
+    def __init__(self, headers: list[tuple[str, str]]) -> None:
+        first: dict[str, str] = {}
+        auth_results: list[str] = []
+        for name, value in headers:
+            if name not in first:
+                first[name] = value
+            if name == "authentication-results":
+                auth_results.append(value)
+        self.first = first
+        self.auth_results = auth_results
+
+    def get(self, name: str) -> str | None:
+        return self.first.get(name)
+
+
 def extract(
     msg: ParsedEmail,
     history: History | None,
@@ -294,17 +314,18 @@ def extract(
     """
     limits = limits or ParseLimits()
     f = dict.fromkeys(FEATURE_NAMES, 0.0)
+    headers = _FirstHeaders(msg.headers)
     if sender is None:
-        sender = parse_sender(msg.get("from"))
-    f["from_missing"] = _flag(msg.get("from") is None)
+        sender = parse_sender(headers.get("from"))
+    f["from_missing"] = _flag(headers.get("from") is None)
     f["from_ambiguous"] = _flag(sender.ambiguous)
     f["from_candidate_domains"] = float(len(sender.candidate_domains))
     f["display_name_has_address"] = _flag("@" in sender.display_name)
     shown = {registrable_domain(d) for d in _DOMAIN_IN_TEXT.findall(sender.display_name)}
     f["display_name_domain_mismatch"] = _flag(bool(shown) and sender.domain not in shown)
-    lists = list_domains(msg)
+    lists = list_domains(headers)
     for feature, header in (("reply_to_domain_mismatch", "reply-to"), ("return_path_domain_mismatch", "return-path")):
-        other = _address_domain(msg.get(header))
+        other = _address_domain(headers.get(header))
         # Pointing at (or coming from) the relaying list is what list software does, not a mismatch.
         f[feature] = _flag(other is not None and sender.domain is not None and other != sender.domain
                            and not (lists and (other in lists or sender.domain in lists)))
@@ -313,7 +334,7 @@ def extract(
         f["sender_domain_digits"] = _flag(any(ch.isdigit() for ch in sender.domain))
         f["sender_domain_punycode"] = _flag("xn--" in sender.domain)
 
-    msgid = msg.get("message-id")
+    msgid = headers.get("message-id")
     f["msgid_missing"] = _flag(msgid is None)
     if msgid is not None:
         f["msgid_malformed"] = _flag(not _MSGID.match(msgid))
@@ -322,13 +343,13 @@ def extract(
             bool(id_domain) and sender.domain is not None and registrable_domain(id_domain) != sender.domain
         )
 
-    date = _parse_date(msg.get("date"))
+    date = _parse_date(headers.get("date"))
     f["date_invalid"] = _flag(date is None)
-    received = received_time(msg)
+    received = received_time(headers)
     arrived = received if received is not None else date
     f["date_skew_hours"] = abs(received - date) / 3600.0 if (date is not None and received is not None) else math.nan
 
-    auth = parse_authentication_results(msg.get_all("authentication-results"), trusted_authserv_ids)
+    auth = parse_authentication_results(headers.auth_results, trusted_authserv_ids)
     f["auth_results_trusted"] = _flag(auth.trusted_headers > 0)
     for method in ("spf", "dkim", "dmarc"):
         f[f"{method}_pass"] = _flag(auth.results[method] == "pass")
@@ -341,7 +362,7 @@ def extract(
     f["structure_defects"] = float(len(msg.defects & _STRUCTURE_DEFECTS))
     f["mime_parts"] = float(msg.mime_parts)
 
-    subject = msg.get("subject") or ""
+    subject = headers.get("subject") or ""
     shown_subject = _LIST_TAG.sub(r"\1 ", subject).strip() if lists else subject  # without the list's [tag]
     letters = [ch for ch in shown_subject if ch.isalpha()]
     f["subject_length"] = float(len(shown_subject))

@@ -22,8 +22,7 @@ import email.errors
 import email.policy
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
-from itertools import chain
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 from mailscore import mime
@@ -55,98 +54,42 @@ class Attachment:
     size: int
 
 
+@dataclass
 class ParsedEmail:
-    """The bounded, sanitised view of one message the feature extractor reads.
+    """The bounded, sanitised view of one message the feature extractor reads."""
 
-    Header values are decoded (unfolded, length-capped, encoded words decoded)
-    when first read: most fields of a message (trace and anti-spam headers)
-    are never read, and only their defects matter, which the parser records
-    when it splits the block. ``headers`` gives every (lower name, value) pair.
-    """
-
-    __slots__ = ("defects", "text", "html", "attachments", "mime_parts", "size",
-                 "_names", "_values", "_raws", "_max_chars", "_first")
-
-    def __init__(self, headers: list[tuple[str, str]] | None = None, *, size: int = 0) -> None:
-        self.defects: set[str] = set()
-        self.text = ""
-        self.html = ""
-        self.attachments: list[Attachment] = []
-        self.mime_parts = 0
-        self.size = size
-        self._set_decoded(headers or [])
-
-    def _set_decoded(self, headers: list[tuple[str, str]]) -> None:
-        self._names = [name for name, _ in headers]
-        self._values: list[str | None] = [value for _, value in headers]
-        self._raws: list[str] = []
-        self._max_chars = 0
-        self._first = _first_index(self._names)
-
-    def _set_lazy(self, names: list[str], raws: list[str], max_chars: int) -> None:
-        """Fields whose values are decoded on first read from ``raws`` (see ``_clean_fields``)."""
-        self._names = names
-        self._values = [None] * len(names)
-        self._raws = raws
-        self._max_chars = max_chars
-        self._first = _first_index(names)
-
-    def _value(self, index: int) -> str:
-        value = self._values[index]
-        if value is None:
-            value = _field_text(self._raws[index], self._max_chars)
-            if "=?" in value:
-                value = decode_words(value, set())  # its defects were recorded at parse
-            self._values[index] = value
-        return value
-
-    @property
-    def headers(self) -> list[tuple[str, str]]:
-        """Every header as (lower name, decoded value), in message order."""
-        return [(name, self._value(i)) for i, name in enumerate(self._names)]
-
-    @property
-    def names(self) -> list[str]:
-        """Every header's lower-case name, in message order."""
-        return self._names
+    headers: list[tuple[str, str]] = field(default_factory=list)  # (lower name, value)
+    defects: set[str] = field(default_factory=set)
+    text: str = ""
+    html: str = ""
+    attachments: list[Attachment] = field(default_factory=list)
+    mime_parts: int = 0
+    size: int = 0
 
     def get(self, name: str) -> str | None:
         """First value of header ``name`` (case-insensitive), or None."""
-        index = self._first.get(name.lower())
-        return None if index is None else self._value(index)
+        name = name.lower()
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
 
     def get_all(self, name: str) -> list[str]:
         """Every value of header ``name``, in message order."""
         name = name.lower()
-        return [self._value(i) for i, key in enumerate(self._names) if key == name]
+        return [value for key, value in self.headers if key == name]
 
     def count(self, name: str) -> int:
-        return self._names.count(name.lower())
-
-    FIELDS = ("headers", "defects", "text", "html", "attachments", "mime_parts", "size")
-
-    def __eq__(self, other: object) -> bool:
-        """Equal when everything a reader sees is equal (decoded now or later alike)."""
-        if not isinstance(other, ParsedEmail):
-            return NotImplemented
-        return all(getattr(self, name) == getattr(other, name) for name in self.FIELDS)
-
-    __hash__ = None  # type: ignore[assignment]  # mutable, as the dataclass was
-
-
-def _first_index(names: list[str]) -> dict[str, int]:
-    """Name -> index of its first occurrence (later pairs of the reversed zip win)."""
-    return dict(zip(reversed(names), range(len(names) - 1, -1, -1)))
+        name = name.lower()
+        return sum(1 for key, _ in self.headers if key == name)
 
 
 def parse_email(raw: bytes, limits: ParseLimits | None = None, *, fast: bool = True) -> ParsedEmail:
     """Parse ``raw`` within ``limits``; raise InvalidMessage only for non-email input.
 
-    ``fast`` reads a usual header block with two regex passes (values decoded
-    when read) and walks a well-formed MIME body with ``mime.walk``, falling
-    back to the line loop and the stdlib's feed parser for anything else;
-    ``fast=False`` always takes those. Both give the same ``ParsedEmail`` (a
-    test proves it on the corpus, the cases and fuzzed variants).
+    ``fast`` walks a well-formed MIME body with ``mime.walk`` and falls back to
+    the stdlib's feed parser for anything else; ``fast=False`` always takes the
+    feed parser. Both give the same ``ParsedEmail`` (a test proves it on the corpus).
     """
     limits = limits or ParseLimits()
     if not isinstance(raw, (bytes, bytearray)):
@@ -161,12 +104,8 @@ def parse_email(raw: bytes, limits: ParseLimits | None = None, *, fast: bool = T
         raise InvalidMessage("empty_message", "the message has no bytes", stage="parse")
 
     header_block, body = _split_header_block(raw, limits, parsed.defects)
-    clean = _clean_fields(header_block, limits, parsed.defects) if fast else None
-    if clean is not None:
-        parsed._set_lazy(clean[0], clean[1], limits.max_header_value_chars)
-    else:
-        parsed._set_decoded(_parse_headers(header_block, limits, parsed.defects))
-    if _KNOWN_HEADERS.isdisjoint(parsed.names):
+    parsed.headers = _parse_headers(header_block, limits, parsed.defects)
+    if not any(name in _KNOWN_HEADERS for name, _ in parsed.headers):
         raise InvalidMessage(
             "not_an_email", "no RFC 5322 header block was found", stage="parse"
         )
@@ -217,102 +156,7 @@ def _no_blank_line(raw: bytes, limits: ParseLimits, defects: set[str]) -> tuple[
     return raw[: limits.max_header_bytes], b""
 
 
-# One header field of a block that ``_clean_fields`` reads: the name (ftext) and
-# the rest, from the blanks before the colon to the end of its last continuation line.
-_FIELD = re.compile(r"([!-9;-~]+)([ \t]*:[^\n]*\n(?:[ \t][^\n]*\n)*)")
-_FTEXT = re.compile(r"[!-9;-~]+")
-_BYTES_WHITESPACE = " \t\n\r\x0b\x0c"  # what bytes.strip() strips
-# Codecs that map every byte below 0x80 to itself and no other byte to CR, LF or NUL.
-_SAFE_WORD_CODECS = frozenset(  # as _word_codec gives them: (codec, not flagged)
-    (codec, False) for codec in ("ascii", "utf-8", "iso8859-1", "cp1252", "iso8859-15", "iso8859-2", "cp1250")
-)
-_QP_CONTROL = re.compile(r"=0[0aAdD]|\x00")
-
-
-def _clean_fields(block: bytes, limits: ParseLimits, defects: set[str]) -> tuple[list[str], list[str]] | None:
-    """(lower names, raw fields) of a usual header block, its defects recorded; None otherwise.
-
-    Usual means valid UTF-8, no carriage return outside CRLF, and, after an
-    optional first line that is not a field (an mbox "From " line), nothing but
-    field lines and their continuations. For such a block ``_parse_headers``
-    would find the same fields and no defect but the ones recorded here; the
-    values are left raw, for ``ParsedEmail`` to decode when they are read.
-    """
-    try:
-        text = block.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    if "\r" in text and text.count("\r") != text.count("\r\n"):
-        return None  # a line of the line loop would end at a lone CR; each CR here strips away
-    text += "\n"
-    if _FIELD.match(text) is None:
-        first, _, rest = text.partition("\n")
-        name, colon, _ = first.partition(":")
-        if not first.strip(_BYTES_WHITESPACE) or rest[:1] in (" ", "\t") or (
-            colon and _FTEXT.fullmatch(name.rstrip(_BYTES_WHITESPACE))
-        ):
-            return None
-        defects.add("header_line_invalid")  # the line loop's verdict on that first line
-        text = rest
-    fields = _FIELD.findall(text)
-    if sum(map(len, chain.from_iterable(fields))) != len(text):
-        return None  # a line that is neither a field nor a continuation
-    if len(fields) > limits.max_headers:
-        defects.add("headers_truncated")
-        del fields[limits.max_headers :]
-    if not text.isascii() and "\ufffd" in text:
-        defects.add("header_8bit_invalid")
-    names = [name.lower() for name, _ in fields]
-    raws = [raw for _, raw in fields]
-    max_chars = limits.max_header_value_chars
-    if "=?" in text or max(map(len, raws), default=0) > max_chars:
-        for raw in raws:
-            if "=?" in raw or len(raw) > max_chars:
-                _field_defects(raw, max_chars, defects)
-    return names, raws
-
-
-def _unfold(raw: str) -> str:
-    """The value of a ``_FIELD`` match's rest: its lines stripped and joined by a space."""
-    value = raw[raw.index(":") + 1 :]
-    if value.count("\n") == 1:
-        return value.strip(_BYTES_WHITESPACE)
-    return " ".join([line.strip(_BYTES_WHITESPACE) for line in value.split("\n")[:-1]])
-
-
-def _field_text(raw: str, max_chars: int) -> str:
-    return _unfold(raw)[:max_chars]
-
-
-def _field_defects(raw: str, max_chars: int, defects: set[str]) -> None:
-    """The defects decoding this field would record (it is decoded only if it is read)."""
-    value = _unfold(raw)
-    if len(value) > max_chars:
-        defects.add("header_value_truncated")
-        value = value[:max_chars]
-    if "=?" not in value:
-        return
-    words = _ENCODED_WORD.findall(value)
-    if not all(_word_codec(charset) in _SAFE_WORD_CODECS for charset in {charset for charset, _, _ in words}):
-        decode_words(value, defects)
-        return
-    # In these codecs a word's text has CR, LF or NUL exactly where its bytes do.
-    # A quoted-printable payload decodes to one of them exactly where it has
-    # "=0D", "=0A", "=00" (either case) or a raw NUL: every "=" starts an escape,
-    # since none is ever part of the one before. "?" joins payloads and is in none.
-    quoted = "?".join([payload for _, encoding, payload in words if encoding in "qQ"])
-    try:
-        data = b"".join([binascii.a2b_base64(payload + _B64_PAD[len(payload) & 3], strict_mode=True)
-                         for _, encoding, payload in words if encoding in "bB"])
-    except (binascii.Error, ValueError):
-        decode_words(value, defects)  # an invalid word: let the decoder say which
-        return
-    if _QP_CONTROL.search(quoted) is not None or b"\r" in data or b"\n" in data or b"\x00" in data:
-        defects.add("header_crlf_injection")
-
-
 def _parse_headers(block: bytes, limits: ParseLimits, defects: set[str]) -> list[tuple[str, str]]:
-    """Any header block, line by line: every field decoded, every anomaly a defect."""
     # Each field's value pieces (its stripped lines), joined with a space once at the end;
     # continuation lines after an invalid line still belong to the last valid field.
     fields: list[tuple[bytes, list[bytes]]] = []
@@ -461,10 +305,11 @@ def _parse_body(parsed: ParsedEmail, body: bytes, limits: ParseLimits, *, fast: 
         stuffed = 0
     body = _bound_containers(body, limits, parsed.defects)
     mime_pairs = []
-    for index in [i for i, name in enumerate(parsed.names) if name in _MIME_HEADERS]:
-        value, n = _SEMICOLON_RUN_STR.subn("; ", parsed._value(index))
-        stuffed += n
-        mime_pairs.append((parsed.names[index], value))
+    for name, value in parsed.headers:
+        if name in _MIME_HEADERS:
+            value, n = _SEMICOLON_RUN_STR.subn("; ", value)
+            stuffed += n
+            mime_pairs.append((name, value))
     if stuffed:
         parsed.defects.add("header_param_stuffing")
     if parsed.get("content-type") is not None and parsed.get("mime-version") is None:
