@@ -410,6 +410,7 @@ class Bench:
         finally:
             self.emulators.stop()
         result["ratios"] = ratios(result)
+        result["bounds"] = cpu_bounds(result)
         result.setdefault("cache", {"hit_ratio": None, "p99_latency_with_over_without": None,
                                     "note": "not measured: the bench corpus has no phish/ham labels to build profiles"})
         result["settings"] = {"per_message_workers": self.args.workers, "per_message_threads": self.args.threads,
@@ -615,6 +616,28 @@ def handler_latency(log_path: Path, throughput: float) -> dict:
     mean = statistics.fmean(latencies)
     return {"handler_latency_ms": {"p50": _pct(latencies, 50), "mean": round(mean, 3), "p99": _pct(latencies, 99)},
             "implied_requests_in_flight": round(throughput * mean / 1000.0, 2)}
+
+
+def cpu_bounds(result: dict) -> dict:
+    """What the CPU attribution says bounds ``batched_over_ceiling``.
+
+    When both modes keep the cores busy, their rates stand in the inverse
+    ratio of the CPU each spends per message (all processes counted), times
+    the ratio of how busy the cores were. ``batched_cpu_ms_for_half_ceiling``
+    is what the batched mode could spend per message and still reach 0.5.
+    """
+    cpu = {mode: result.get("modes", {}).get(mode, {}).get("cpu") or {} for mode in ("ceiling", "batched")}
+    ceiling, batched = cpu["ceiling"], cpu["batched"]
+    if not ceiling.get("total_ms_per_msg") or not batched.get("total_ms_per_msg"):
+        return {}
+    return {
+        "ceiling_cpu_ms_per_msg": ceiling["total_ms_per_msg"],
+        "batched_cpu_ms_per_msg": batched["total_ms_per_msg"],
+        "batched_over_ceiling_from_cpu": round(ceiling["total_ms_per_msg"] / batched["total_ms_per_msg"]
+                                               * batched["busy"] / ceiling["busy"], 3),
+        "batched_cpu_ms_for_half_ceiling": round(ceiling["total_ms_per_msg"] / 0.5, 3),
+        "in_process_scoring_ms": result.get("in_process", {}).get("scoring", {}).get("mean_ms"),
+    }
 
 
 def ratios(result: dict) -> dict:

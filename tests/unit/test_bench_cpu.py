@@ -34,3 +34,15 @@ def test_a_group_counts_its_descendants_unless_alone():
         assert profile["tree_ms_per_msg"] >= 3.0 and profile["total_ms_per_msg"] >= profile["tree_ms_per_msg"]
     finally:
         parent.communicate(b"", timeout=30)
+
+
+def test_cpu_bounds_predict_the_ratio_from_cpu_per_message():
+    from mailscore.bench import cpu_bounds
+
+    result = {"modes": {"ceiling": {"cpu": {"total_ms_per_msg": 0.5, "busy": 1.0}},
+                        "batched": {"cpu": {"total_ms_per_msg": 1.25, "busy": 0.9}}},
+              "in_process": {"scoring": {"mean_ms": 0.7}}}
+    bounds = cpu_bounds(result)
+    assert bounds["batched_over_ceiling_from_cpu"] == 0.36  # 0.5 / 1.25 * 0.9 / 1.0
+    assert bounds["batched_cpu_ms_for_half_ceiling"] == 1.0
+    assert cpu_bounds({"modes": {"ceiling": {"cpu": {}}}}) == {}
