@@ -123,34 +123,47 @@ def parse_authentication_results(values: list[str], trusted_ids: tuple[str, ...]
     trusted = {t.strip().lower() for t in trusted_ids if t.strip()}
     auth = AuthResults()
     for value in values:
-        first = value.split(";", 1)[0]
-        if "(" not in first and '"' not in first and "\\" not in first:
-            # Nothing before the first ";" that stripping comments would change:
-            # read the authserv-id from the value as it is, and stop there if untrusted.
-            head = first.split()
-            if not head or "=" in head[0] or head[0].lower() not in trusted:
-                auth.untrusted_headers += 1
-                continue
-        parts = strip_comments(value).split(";")
-        head = parts[0].strip().split()
-        # The authserv-id is the first token and contains no "="; without it
-        # (Microsoft-style "spf=fail ..." first) the header cannot be trusted.
-        if not head or "=" in head[0] or head[0].lower() not in trusted:
+        if _untrusted_at_a_glance(value, trusted):
             auth.untrusted_headers += 1
-            continue
-        auth.trusted_headers += 1
-        for resinfo in parts[1:]:
-            match = _METHOD_RESULT.match(resinfo)
-            if not match:
-                continue
-            method, result = match.group(1).lower(), normalise_result(match.group(2))
-            if method not in METHODS:
-                continue
-            if _RANK[result] > _RANK[auth.results[method]]:
-                auth.results[method] = result
-            for prop, pattern in _PROPERTIES:
-                found = pattern.search(resinfo)
-                if found:
-                    domain = found.group(1).rsplit("@", 1)[-1].strip('"').lower()
-                    auth.domains.setdefault(f"{method}:{prop}", domain)
+        else:
+            read_value(value, trusted, auth)
     return auth
+
+
+def _untrusted_at_a_glance(value: str, trusted: set[str]) -> bool:
+    """Whether the authserv-id, read without stripping comments, is surely untrusted.
+
+    Only when nothing before the first ";" is a comment, a quote or an escape,
+    which stripping comments would change; otherwise False (read it in full).
+    """
+    first = value.split(";", 1)[0]
+    if "(" in first or '"' in first or "\\" in first:
+        return False
+    head = first.split()
+    return not head or "=" in head[0] or head[0].lower() not in trusted
+
+
+def read_value(value: str, trusted: set[str], auth: AuthResults) -> None:
+    """Add one ``Authentication-Results`` value to ``auth``: counted untrusted, or its results taken."""
+    parts = strip_comments(value).split(";")
+    head = parts[0].strip().split()
+    # The authserv-id is the first token and contains no "="; without it
+    # (Microsoft-style "spf=fail ..." first) the header cannot be trusted.
+    if not head or "=" in head[0] or head[0].lower() not in trusted:
+        auth.untrusted_headers += 1
+        return
+    auth.trusted_headers += 1
+    for resinfo in parts[1:]:
+        match = _METHOD_RESULT.match(resinfo)
+        if not match:
+            continue
+        method, result = match.group(1).lower(), normalise_result(match.group(2))
+        if method not in METHODS:
+            continue
+        if _RANK[result] > _RANK[auth.results[method]]:
+            auth.results[method] = result
+        for prop, pattern in _PROPERTIES:
+            found = pattern.search(resinfo)
+            if found:
+                domain = found.group(1).rsplit("@", 1)[-1].strip('"').lower()
+                auth.domains.setdefault(f"{method}:{prop}", domain)

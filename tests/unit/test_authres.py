@@ -50,24 +50,13 @@ def test_authserv_id_match_is_case_insensitive_and_version_tolerant():
 
 
 def _reference(values, trusted_ids):
-    """The reading without the untrusted shortcut: every value comment-stripped first."""
-    from mailscore.authres import AuthResults, _METHOD_RESULT, _RANK, METHODS, normalise_result, strip_comments
+    """The reading without the untrusted shortcut: every value read in full."""
+    from mailscore.authres import AuthResults, read_value
 
     trusted = {t.strip().lower() for t in trusted_ids if t.strip()}
     auth = AuthResults()
     for value in values:
-        parts = strip_comments(value).split(";")
-        head = parts[0].strip().split()
-        if not head or "=" in head[0] or head[0].lower() not in trusted:
-            auth.untrusted_headers += 1
-            continue
-        auth.trusted_headers += 1
-        for resinfo in parts[1:]:
-            match = _METHOD_RESULT.match(resinfo)
-            if match and match.group(1).lower() in METHODS:
-                result = normalise_result(match.group(2))
-                if _RANK[result] > _RANK[auth.results[match.group(1).lower()]]:
-                    auth.results[match.group(1).lower()] = result
+        read_value(value, trusted, auth)
     return auth
 
 
@@ -79,5 +68,5 @@ def test_untrusted_shortcut_reads_as_the_full_parse():
     for head in heads:
         for tail in tails:
             got, want = parse_authentication_results([head + tail], ids), _reference([head + tail], ids)
-            assert (got.results, got.trusted_headers, got.untrusted_headers) == (
-                want.results, want.trusted_headers, want.untrusted_headers), head + tail
+            assert (got.results, got.domains, got.trusted_headers, got.untrusted_headers) == (
+                want.results, want.domains, want.trusted_headers, want.untrusted_headers), head + tail
