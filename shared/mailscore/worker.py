@@ -74,7 +74,6 @@ class Worker:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Worker:
-
         from mailscore.cache import BoundedCache
         from mailscore.claimcheck import ObjectStore
         from mailscore.history import HistorySource
@@ -181,10 +180,9 @@ class DirectPublisher:
     """
 
     def __init__(self, timeout_seconds: float) -> None:
+        from google.api_core import retry
         from google.pubsub_v1.services.publisher import PublisherClient
         from google.pubsub_v1.services.publisher.transports import PublisherGrpcTransport
-
-        from google.api_core import retry
 
         self.timeout = timeout_seconds
         # Transient failures are retried, but never past the caller's budget: a request
