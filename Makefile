@@ -32,7 +32,7 @@ help:
 	@echo "make package [MODEL_DIR=DIR]                       build out/package/<function>.zip deterministically"
 	@echo "make lint-infra                                    terraform fmt, checkov and the Terraform static tests"
 	@echo "make plan | make deploy [AUTO_APPROVE=1]           terraform plan/apply of infra/terraform (needs credentials)"
-	@echo "make bench [BENCH_COUNT=N] [BENCH_ARGS=...]         throughput/latency per mode -> out/bench.json, out/bench.png"
+	@echo "make bench [BENCH_COUNT=N] [BENCH_ROUNDS=N] [BENCH_ARGS=...]  throughput/latency per mode -> out/bench.json, .png"
 	@echo "make chaos [CORPUS=DIR] [CHAOS_ARGS=...]            faults while emails flow; reconciled -> OUT/chaos.json"
 	@echo "make fuzz [CORPUS=DIR] [FUZZ_ARGS=--count N]         mutation fuzzing of parser + features -> OUT/fuzz.json"
 	@echo "make evaluate [CORPUS=DIR] [OUT=DIR]               leakage-safe evaluation: OUT/eval/report.{json,md} + plots"

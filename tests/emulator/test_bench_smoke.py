@@ -17,14 +17,16 @@ def test_bench_smoke_writes_json_and_plot(emulators, model_dir, tmp_path, monkey
     out = tmp_path / "out"
     code = bench.main(["--out", str(out), "--corpus", str(TRAIN_DIR), "--count", "40", "--reps", "1",
                        "--latency-seconds", "1", "--stall-seconds", "30", "--processes", "1", "--workers", "1",
-                       "--threads", "2"])
+                       "--threads", "2", "--rounds", "2"])
     assert code == 0
     result = json.loads((out / "bench.json").read_text())
     assert set(result["ratios"]) == {"batched_over_baseline", "per_message_over_baseline", "batched_over_ceiling",
                                      "scoring_over_compat32_parse"}
     assert set(result["modes"]) == set(bench.MODES)
+    assert len(result["ratios_per_round"]) == 2 and set(result["ratios_per_round"][0]) == set(result["ratios"])
     for mode in bench.MODES:
         assert result["modes"][mode]["throughput_msgs_per_s"] > 0
+        assert result["modes"][mode]["throughput_msgs_per_s"] in result["modes"][mode]["rounds_msgs_per_s"]
         assert set(result["modes"][mode]["latency_ms"]) >= {"p50", "p95", "p99"}
         cpu = result["modes"][mode]["cpu"]
         # 40 messages may take less than one 10 ms clock tick in a process: no group is sure to be above 0.

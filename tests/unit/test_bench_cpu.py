@@ -46,3 +46,20 @@ def test_cpu_bounds_predict_the_ratio_from_cpu_per_message():
     assert bounds["batched_over_ceiling_from_cpu"] == 0.36  # 0.5 / 1.25 * 0.9 / 1.0
     assert bounds["batched_cpu_ms_for_half_ceiling"] == 1.0
     assert cpu_bounds({"modes": {"ceiling": {"cpu": {}}}}) == {}
+
+
+def test_rounds_keep_the_median_run_and_the_median_ratios():
+    from mailscore.bench import median_ratios, median_runs
+
+    rounds = [{"batched": {"throughput_msgs_per_s": rate, "cpu": {"busy": rate / 1000}}} for rate in (900.0, 1500.0,
+                                                                                                     1200.0)]
+    chosen = median_runs(rounds)["batched"]
+    assert chosen["throughput_msgs_per_s"] == 1200.0 and chosen["cpu"] == {"busy": 1.2}  # the run kept whole
+    assert chosen["rounds_msgs_per_s"] == [900.0, 1500.0, 1200.0]
+    # With two rounds the lower is kept, and a round that drained nothing (NaN) counts as the lowest:
+    # the failure shows in the result instead of being averaged away.
+    kept = median_runs([{"m": {"throughput_msgs_per_s": 5.0}}, {"m": {"throughput_msgs_per_s": float("nan")}}])
+    assert kept["m"]["throughput_msgs_per_s"] != kept["m"]["throughput_msgs_per_s"]
+    per_round = [{"a": 0.4, "b": None}, {"a": 0.6, "b": None}, {"a": 0.5, "b": None}]
+    assert median_ratios(per_round) == {"a": 0.5, "b": None}
+    assert median_ratios(None) is None
