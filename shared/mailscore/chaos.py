@@ -205,8 +205,7 @@ def run(paths: list[Path], out_dir: Path, *, count: int = 2400, rate: float = 50
         run_id = uuid.uuid4().hex[:6]
         sent = [Sent(label, f"chaos-{run_id}-{i:06d}", None) for i, (label, _, _, _) in enumerate(inputs)]
         expected = {s.message_id: outcome for s, (_, _, _, outcome) in zip(sent, inputs)}
-        by_id = {s.message_id: s for s in sent}
-        collecting = Collecting(by_id, subs.verdicts, subs.dead_letter, desc="records", progress=progress)
+        collecting = Collecting(sent, subs.verdicts, subs.dead_letter, desc="records", progress=progress)
         collector = collecting.collector
 
         publisher = make_publisher()
@@ -317,7 +316,7 @@ def run(paths: list[Path], out_dir: Path, *, count: int = 2400, rate: float = 50
         verdicts = [r for r in records.values() if r["status"] == "verdict"]
         dead = [r for r in records.values() if r["status"] == "dead_letter"]
         mismatched = Counter(
-            f"{by_id[m].file.split(':')[0] if ':' in by_id[m].file else 'email'}:expected_{expected[m]}_got_{r['status']}"
+            f"{collector.sent[m].file.split(':')[0] if ':' in collector.sent[m].file else 'email'}:expected_{expected[m]}_got_{r['status']}"
             for m, r in records.items() if r["status"] != expected[m])
         say(f"fuzzing {fuzz_count} mutated inputs ...")
         seeds = fuzz.seed_emails(paths + [REPO_ROOT / "data" / "train"])

@@ -115,14 +115,14 @@ class Collector:
 class Collecting:
     """A ``Collector`` fed by two threads pulling the verdict and dead-letter subscriptions, with a progress bar."""
 
-    def __init__(self, sent: dict[str, Sent], verdicts: str, dead_letter: str, *, desc: str, progress: bool) -> None:
+    def __init__(self, sent: list[Sent], verdicts: str, dead_letter: str, *, desc: str, progress: bool) -> None:
         import sys
 
         from google.cloud import pubsub_v1
         from tqdm import tqdm
 
         self.bar = tqdm(total=len(sent), desc=desc, unit="msg", disable=not progress, file=sys.stderr)
-        self.collector = Collector(sent, progress=self.bar)
+        self.collector = Collector({entry.message_id: entry for entry in sent}, progress=self.bar)
         self._stop = threading.Event()
         self._subscriber = pubsub_v1.SubscriberClient()
         self._threads = [

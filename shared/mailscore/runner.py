@@ -231,8 +231,7 @@ def run(
             Sent(str(path), f"{run_id}-{i:06d}", label_of(path))
             for i, path in enumerate(files)
         ]
-        by_id = {s.message_id: s for s in sent}
-        collecting = Collecting(by_id, subs.verdicts, subs.dead_letter, desc="verdicts", progress=progress)
+        collecting = Collecting(sent, subs.verdicts, subs.dead_letter, desc="verdicts", progress=progress)
         collected = collecting.collector
 
         publisher = make_publisher()
@@ -251,7 +250,7 @@ def run(
         if not collected.wait(len(sent), stall_seconds):
             print(f"\nno progress for {stall_seconds:.0f}s: {len(sent) - len(collected)} emails have no record",
                   file=sys.stderr)
-        finished = max((r["latency_ms"] / 1000.0 + by_id[m].published_at for m, r in collected.records.items()),
+        finished = max((r["latency_ms"] / 1000.0 + collected.sent[m].published_at for m, r in collected.records.items()),
                        default=time.time())
         collecting.close()
 
