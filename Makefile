@@ -38,8 +38,9 @@ help:
 	@echo "make evaluate [CORPUS=DIR] [OUT=DIR]               leakage-safe evaluation: OUT/eval/report.{json,md} + plots"
 	@echo "make audit [AUDIT_SERVICE=pypi|osv]                pip-audit the pinned requirements -> OUT/audit.json"
 
-# The stamp is rebuilt only when the pinned requirements change: the second run is instant.
-$(BIN)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+# The stamp is rebuilt only when the pinned requirements or the compiled twins
+# (shared/mailscore/_native.pyx, built by setup.py) change: the second run is instant.
+$(BIN)/.installed: requirements.txt requirements-dev.txt pyproject.toml setup.py shared/mailscore/_native.pyx
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt -e .
 	@touch $@

@@ -37,7 +37,10 @@ MODEL_ARCDIR = "models/active"  # MAILSCORE_MODEL_DIR in infra/terraform/main.tf
 FIXED_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip entry can hold
 FILE_MODE = 0o100644  # regular file, rw-r--r--
 SKIP_DIRS = frozenset({"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache"})
-SKIP_SUFFIXES = (".pyc", ".pyo")
+# Built here, for this machine's Python: never shipped (the package is source, the
+# same bytes from every machine). The function runs the pure-Python twins of
+# mailscore/_native.pyx, which give the same results.
+SKIP_SUFFIXES = (".pyc", ".pyo", ".so", ".c")
 
 
 class PackageError(Exception):

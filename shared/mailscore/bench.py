@@ -71,6 +71,15 @@ def clear_value_caches() -> None:
                 value.cache_clear()
 
 
+def compiled_twins() -> bool:
+    """Whether ``mailscore._native`` was built here (else its pure-Python twins ran)."""
+    try:
+        import mailscore._native  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def inprocess(raws: list[bytes], settings, model, *, reps: int = 3, progress=None) -> dict:
     """Per-message cost of scoring vs bare parses, interleaved; medians over ``reps``."""
     from mailscore.errors import InvalidMessage
@@ -376,7 +385,8 @@ class Bench:
         model = training.installed_model(self.settings, say=self.say)
 
         result: dict = {"corpus": str(corpus), "emails": len(raws), "machine": {"cpus": os.cpu_count()},
-                        "model_version": model.version, "single_row_evaluator": model.evaluator is not None}
+                        "model_version": model.version, "single_row_evaluator": model.evaluator is not None,
+                        "compiled_twins": compiled_twins()}
         self.say("in-process scoring cost vs bare parses ...")
         result["in_process"] = inprocess(raws, self.settings, model, reps=self.args.reps, progress=self.say)
         self.say(f"scoring/compat32 parse = {result['in_process']['scoring_over_compat32_parse']}")
@@ -783,7 +793,7 @@ def in_process_ratio(corpus: Path | None = None, *, rounds: int = 5, progress=No
     ratios = [r["scoring_over_compat32_parse"] for r in runs]
     if progress:
         progress("ratios per round: " + ", ".join(f"{r:.3f}" for r in ratios))
-    return {"corpus": str(corpus), "emails": len(raws), "rounds": rounds,
+    return {"corpus": str(corpus), "emails": len(raws), "rounds": rounds, "compiled_twins": compiled_twins(),
             "scoring_over_compat32_parse": round(statistics.median(ratios), 3),
             "scoring_mean_ms": round(statistics.median(r["scoring"]["mean_ms"] for r in runs), 4),
             "compat32_mean_ms": round(statistics.median(r["compat32"]["mean_ms"] for r in runs), 4),

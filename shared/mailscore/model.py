@@ -49,6 +49,7 @@ class Model:
     def __post_init__(self) -> None:
         if not self.neutralised:
             self.neutralised = sorted(FEATURE_INDEX[n] for n in self.card.get("neutralised_features", {}) if n in FEATURE_INDEX)
+        self._neutralised = tuple(self.neutralised)  # what the evaluator must mask, compared per call
 
     @property
     def thresholds(self) -> dict[str, float]:
@@ -73,7 +74,7 @@ class Model:
     def margins(self, rows: np.ndarray) -> np.ndarray:
         """Log-odds for each row: the numpy evaluator for a few rows, the booster for more."""
         if self.evaluator is not None and len(rows) <= SMALL_BATCH_ROWS:
-            if self.evaluator.missing != tuple(self.neutralised):
+            if self.evaluator.missing != self._neutralised:
                 rows = self.prepare(rows)
             return np.array([self.evaluator.margin(row) for row in rows], dtype=np.float32)
         rows = self.prepare(rows)

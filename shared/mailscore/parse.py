@@ -157,37 +157,12 @@ def _no_blank_line(raw: bytes, limits: ParseLimits, defects: set[str]) -> tuple[
 
 
 def _parse_headers(block: bytes, limits: ParseLimits, defects: set[str]) -> list[tuple[str, str]]:
-    # Each field's value pieces (its stripped lines), joined with a space once at the end;
-    # continuation lines after an invalid line still belong to the last valid field.
-    fields: list[tuple[bytes, list[bytes]]] = []
-    pieces: list[bytes] | None = None
-    max_headers = limits.max_headers
-    valid_name = _HEADER_NAME.match
-    for line in block.splitlines():
-        if line.startswith((b" ", b"\t")):
-            if pieces is not None:
-                pieces.append(line.strip())
-            else:
-                defects.add("header_continuation_without_field")
-            continue
-        name, colon, value = line.partition(b":")
-        if not colon:
-            if line.strip():
-                defects.add("header_line_invalid")
-            continue
-        name = name.rstrip()
-        if not name or not valid_name(name):
-            defects.add("header_line_invalid")
-            continue
-        if len(fields) >= max_headers:
-            defects.add("headers_truncated")
-            break
-        pieces = [value.strip()]
-        fields.append((name, pieces))
+    fields, flags = split_header_fields(block, limits.max_headers)
+    if flags:
+        defects.update(name for bit, name in _SPLIT_DEFECTS if flags & bit)
     headers = []
     max_chars = limits.max_header_value_chars
-    for name, pieces in fields:
-        value = b" ".join(pieces) if len(pieces) > 1 else pieces[0]
+    for name, value in fields:
         if value.isascii():
             text = value.decode("ascii")
         else:
@@ -197,9 +172,56 @@ def _parse_headers(block: bytes, limits: ParseLimits, defects: set[str]) -> list
         if len(text) > max_chars:
             defects.add("header_value_truncated")
             text = text[:max_chars]
-        # A valid name is ASCII: lower-casing the bytes is lower-casing the text.
-        headers.append((name.lower().decode("ascii"), decode_words(text, defects) if "=?" in text else text))
+        headers.append((name, decode_words(text, defects) if "=?" in text else text))
     return headers
+
+
+_CONTINUATION_WITHOUT_FIELD, _LINE_INVALID, _HEADERS_TRUNCATED = 1, 2, 4
+_SPLIT_DEFECTS = ((_CONTINUATION_WITHOUT_FIELD, "header_continuation_without_field"),
+                  (_LINE_INVALID, "header_line_invalid"), (_HEADERS_TRUNCATED, "headers_truncated"))
+
+
+def _split_header_fields(block: bytes, max_headers: int) -> tuple[list[tuple[str, bytes]], int]:
+    """The header block's fields as (lower-case name, unfolded value bytes), and defect flags.
+
+    Each field's value pieces are its stripped lines, joined with a space once
+    at the end; continuation lines after an invalid line still belong to the
+    last valid field. ``_native.split_header_fields`` is the compiled twin.
+    """
+    fields: list[tuple[bytes, list[bytes]]] = []
+    pieces: list[bytes] | None = None
+    flags = 0
+    valid_name = _HEADER_NAME.match
+    for line in block.splitlines():
+        if line.startswith((b" ", b"\t")):
+            if pieces is not None:
+                pieces.append(line.strip())
+            else:
+                flags |= _CONTINUATION_WITHOUT_FIELD
+            continue
+        name, colon, value = line.partition(b":")
+        if not colon:
+            if line.strip():
+                flags |= _LINE_INVALID
+            continue
+        name = name.rstrip()
+        if not name or not valid_name(name):
+            flags |= _LINE_INVALID
+            continue
+        if len(fields) >= max_headers:
+            flags |= _HEADERS_TRUNCATED
+            break
+        pieces = [value.strip()]
+        fields.append((name, pieces))
+    # A valid name is ASCII: lower-casing the bytes is lower-casing the text.
+    return [(name.lower().decode("ascii"), b" ".join(parts) if len(parts) > 1 else parts[0])
+            for name, parts in fields], flags
+
+
+try:  # the compiled twin; absent where nothing could build it (then the results are the same)
+    from mailscore._native import split_header_fields
+except ImportError:  # pragma: no cover - depends on the install
+    split_header_fields = _split_header_fields
 
 
 def decode_words(value: str, defects: set[str] | None = None) -> str:

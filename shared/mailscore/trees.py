@@ -14,8 +14,14 @@ booster on probe rows and returns None when it cannot promise it
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
+
+try:  # the compiled twin of ``TreeEvaluator.margin``; absent where nothing could build it
+    from mailscore._native import tree_margin as _native_margin
+except ImportError:  # pragma: no cover - depends on the install
+    _native_margin = None
 
 _SUPPORTED_OBJECTIVES = frozenset({"binary:logistic", "reg:logistic"})
 
@@ -32,8 +38,18 @@ class TreeEvaluator:
         self.right = right
         self.roots = roots
         self.depth = depth
+        self.base_margin = np.float32(base_margin)
         self._start = np.concatenate(([base_margin], np.zeros(len(roots), dtype=np.float32))).astype(np.float32)
         self.missing: tuple[int, ...] = ()  # columns read as missing whatever the row holds
+        self.native = _native_margin is not None  # margin() walks the trees in compiled code
+        self._compiled: tuple | None = None  # the arrays as the compiled walk takes them, built at first use
+        self._max_feature = int(feature.max()) if len(feature) else -1
+
+    def _native_args(self) -> tuple:
+        return (np.ascontiguousarray(self.feature, dtype=np.intp), np.ascontiguousarray(self.threshold, dtype=np.float32),
+                np.ascontiguousarray(self.go_left_default, dtype=np.uint8), np.ascontiguousarray(self.left, dtype=np.intp),
+                np.ascontiguousarray(self.right, dtype=np.intp), np.ascontiguousarray(self.roots, dtype=np.intp),
+                int(self.depth), float(self.base_margin))
 
     def treat_as_missing(self, columns: tuple[int, ...]) -> None:
         """Route every split on ``columns`` down its missing-value branch, whatever the row holds.
@@ -47,6 +63,7 @@ class TreeEvaluator:
         self.left = np.where(split, branch, self.left)
         self.right = np.where(split, branch, self.right)
         self.missing = tuple(sorted(columns))
+        self._compiled = None
 
     @classmethod
     def from_booster(cls, booster, n_features: int, *, missing: tuple[int, ...] = (), probes: int = 512,
@@ -96,7 +113,16 @@ class TreeEvaluator:
                    np.concatenate(left), np.concatenate(right), np.asarray(roots, dtype=np.intp), depth, base_margin)
 
     def margin(self, row: np.ndarray) -> np.float32:
-        """The raw score (log-odds) of one 1-D float32 row."""
+        """The raw score (log-odds) of one 1-D float32 row (compiled when built, else numpy)."""
+        if self.native and row.dtype == np.float32 and row.flags.c_contiguous and len(row) > self._max_feature:
+            compiled = self._compiled
+            if compiled is None:
+                compiled = self._compiled = self._native_args()
+            return np.float32(_native_margin(row, *compiled))
+        return self.numpy_margin(row)
+
+    def numpy_margin(self, row: np.ndarray) -> np.float32:
+        """The Python twin of the compiled walk: every split compared at once, then the pointers followed."""
         x = row[self.feature]
         go_left = np.where(np.isnan(x), self.go_left_default, x < self.threshold)  # comparing NaN does not warn
         step = np.where(go_left, self.left, self.right)
@@ -121,8 +147,19 @@ class TreeEvaluator:
 
 
 def sigmoid(margin: np.ndarray | float) -> np.ndarray:
-    """Probability from log-odds, in float64 (the same function for every path)."""
-    return 1.0 / (1.0 + np.exp(-np.asarray(margin, dtype=np.float64)))
+    """Probability from log-odds in float64, the same function for every path.
+
+    Element by element with ``math.exp``: for the one or few rows a message
+    brings, a numpy ufunc chain costs more than the trees themselves.
+    """
+    values = np.asarray(margin, dtype=np.float64)
+    return np.array([_probability(value) for value in values.ravel().tolist()], dtype=np.float64).reshape(values.shape)
+
+
+def _probability(margin: float) -> float:
+    if margin < -700.0:  # exp would overflow; the probability is 0.0 in float64 from here on
+        return 0.0
+    return 1.0 / (1.0 + math.exp(-margin))
 
 
 def _tree_depth(left: np.ndarray, right: np.ndarray) -> int:
