@@ -10,7 +10,9 @@ hostile cases and on generated inputs. Bounds checks stay on: this reads
 attacker-controlled bytes.
 """
 
+from cpython.unicode cimport PyUnicode_DATA, PyUnicode_FindChar, PyUnicode_KIND, PyUnicode_READ
 from libc.math cimport isnan
+from libc.string cimport memchr
 
 
 def tree_margin(const float[::1] row, const Py_ssize_t[::1] feature, const float[::1] threshold,
@@ -129,3 +131,165 @@ def split_header_fields(bytes block, Py_ssize_t max_headers):
         fields.append((block[start:ne].lower().decode("ascii"), pieces))
         have_field = True
     return [(name, b" ".join(parts) if len(parts) > 1 else parts[0]) for name, parts in fields], flags
+
+
+cdef inline bint _is_ascii_letter(Py_UCS4 c):
+    return (65 <= c <= 90) or (97 <= c <= 122)
+
+
+def strip_tags(str text):
+    """``urls._TAG.sub(" ", text)``: each tag, comment-like ``<!...>`` or ``<?...>`` becomes one space.
+
+    A match starts at "<" followed by a letter, "/" and a letter, "!" or "?",
+    and ends at the first ">" when no "<" comes before it and at most 4,096
+    characters lie between; otherwise the "<" is text.
+    """
+    cdef Py_ssize_t n = len(text)
+    cdef Py_ssize_t i = 0, last = 0, start, j, limit
+    cdef Py_UCS4 c
+    cdef unsigned int kind = PyUnicode_KIND(text)
+    cdef void *data = PyUnicode_DATA(text)
+    cdef list pieces = []
+    while i < n:
+        i = PyUnicode_FindChar(text, 60, i, n, 1)  # "<"
+        if i < 0:
+            break
+        start = -1
+        if i + 1 < n:
+            c = PyUnicode_READ(kind, data, i + 1)
+            if c == 47:  # "/"
+                if i + 2 < n and _is_ascii_letter(PyUnicode_READ(kind, data, i + 2)):
+                    start = i + 3
+            elif _is_ascii_letter(c) or c == 33 or c == 63:  # a letter, "!", "?"
+                start = i + 2
+        if start < 0:
+            i += 1
+            continue
+        j = start
+        limit = start + 4096
+        if limit > n:
+            limit = n
+        while j < limit:
+            c = PyUnicode_READ(kind, data, j)
+            if c == 60 or c == 62:
+                break
+            j += 1
+        if j < n and PyUnicode_READ(kind, data, j) == 62:  # ">"
+            pieces.append(text[last:i])
+            pieces.append(" ")
+            i = last = j + 1
+        else:
+            i += 1
+    if not pieces:
+        return text
+    pieces.append(text[last:])
+    return "".join(pieces)
+
+
+cdef inline bint _is_run_byte(unsigned char c):
+    return c == 32 or c == 9 or c == 59  # " ", tab, ";"
+
+
+def collapse_semicolon_runs(bytes body):
+    """``parse._SEMICOLON_RUN.subn(b"; ", body)``: a ";" and 15 or more separators after it become "; ".
+
+    A separator is a space, a tab, a ";", or a line break (LF or CRLF)
+    followed by a space or tab. Returns (body, runs replaced).
+    """
+    cdef const unsigned char *p = body
+    cdef Py_ssize_t n = len(body)
+    cdef Py_ssize_t i = 0, last = 0, j, units
+    cdef const void *found
+    cdef list pieces = []
+    cdef Py_ssize_t count = 0
+    while i < n:
+        found = memchr(p + i, 59, <size_t>(n - i))
+        if found == NULL:
+            break
+        i = <const unsigned char *>found - p
+        j = i + 1
+        units = 0
+        while j < n:
+            if _is_run_byte(p[j]):
+                j += 1
+            elif p[j] == 10 and j + 1 < n and (p[j + 1] == 32 or p[j + 1] == 9):
+                j += 2
+            elif p[j] == 13 and j + 2 < n and p[j + 1] == 10 and (p[j + 2] == 32 or p[j + 2] == 9):
+                j += 3
+            else:
+                break
+            units += 1
+        if units >= 15:
+            pieces.append(body[last:i])
+            pieces.append(b"; ")
+            count += 1
+            i = last = j
+        else:
+            i += 1
+    if not count:
+        return body, 0
+    pieces.append(body[last:])
+    return b"".join(pieces), count
+
+
+cdef inline bint _is_ascii_space(unsigned char c):
+    return c == 32 or 9 <= c <= 13  # what \s matches in a bytes pattern
+
+
+cdef inline unsigned char _lower(unsigned char c):
+    return c + 32 if 65 <= c <= 90 else c
+
+
+def nth_boundary_param(bytes body, Py_ssize_t allowed):
+    """Where the ``allowed + 1``-th match of ``(?i)boundary\\s*=`` starts in ``body``, or -1.
+
+    Each match ends at a "=" whose preceding non-space bytes end with
+    "boundary" in any ASCII case, so the "=" are read, not every byte.
+    """
+    cdef const unsigned char *p = body
+    cdef Py_ssize_t n = len(body)
+    cdef Py_ssize_t i = 0, q, k, seen = 0
+    cdef const void *found
+    cdef const char *word = b"boundary"
+    cdef bint same
+    while i < n:
+        found = memchr(p + i, 61, <size_t>(n - i))
+        if found == NULL:
+            return -1
+        i = <const unsigned char *>found - p
+        q = i
+        while q > 0 and _is_ascii_space(p[q - 1]):
+            q -= 1
+        if q >= 8:
+            same = True
+            for k in range(8):
+                if _lower(p[q - 8 + k]) != <unsigned char>word[k]:
+                    same = False
+                    break
+            if same:
+                seen += 1
+                if seen > allowed:
+                    return q - 8
+        i += 1
+    return -1
+
+
+def odd_line_breaks(bytes body):
+    """Whether ``body`` holds a line break ``str.splitlines`` knows and email does not, or a CR without LF."""
+    cdef const unsigned char *p = body
+    cdef Py_ssize_t n = len(body)
+    cdef Py_ssize_t i = 0
+    cdef const void *found
+    cdef unsigned char odd
+    for odd in (11, 12, 28, 29, 30):
+        if n and memchr(p, odd, <size_t>n) != NULL:
+            return True
+    while i < n:
+        found = memchr(p + i, 13, <size_t>(n - i))
+        if found == NULL:
+            return False
+        i = <const unsigned char *>found - p
+        if i + 1 >= n or p[i + 1] != 10:
+            return True
+        i += 2
+    return False

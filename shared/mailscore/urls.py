@@ -146,9 +146,20 @@ _FORM_OR_SCRIPT = re.compile(r"(?i)<(form|script)\b")
 _ANCHOR_TEXT_CHARS = 4096
 
 
+def _strip_tags(text: str) -> str:
+    """Each tag (or ``<!...>``, ``<?...>``) replaced by a space; ``_native.strip_tags`` is the compiled twin."""
+    return _TAG.sub(" ", text)
+
+
+try:  # the compiled twin; absent where nothing could build it (then the results are the same)
+    from mailscore._native import strip_tags
+except ImportError:  # pragma: no cover - depends on the install
+    strip_tags = _strip_tags
+
+
 def read_html(html: str, max_urls: int) -> HtmlView:
     """Visible text, anchors (with the domain their text shows) and form/script counts."""
-    visible = unescape_html(_TAG.sub(" ", _without_hidden(html)))
+    visible = unescape_html(strip_tags(_without_hidden(html)))
     # One scan for both: a match is "<form" or "<script" (any case) at a word end,
     # so the two counts are those of _FORM and _SCRIPT.
     opened = _FORM_OR_SCRIPT.findall(html)
@@ -232,7 +243,7 @@ def _anchors(html: str, limit: int) -> list[Link]:
         close = _ANCHOR_CLOSE.search(html, end, end + _ANCHOR_TEXT_CHARS)
         shown_text = html[end : close.start() if close else end + _ANCHOR_TEXT_CHARS]
         if "<" in shown_text:
-            shown_text = _TAG.sub(" ", shown_text)
+            shown_text = strip_tags(shown_text)
         shown = _DOMAINISH.match((unescape_html(shown_text) if "&" in shown_text else shown_text).strip())
         if shown:
             link.anchor_domain = registrable_domain(shown.group(1))

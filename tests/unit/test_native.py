@@ -14,7 +14,8 @@ import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 
 from conftest import CASES_DIR, CORPUS_DIR, TRAIN_DIR
-from mailscore import parse, trees
+from mailscore import mime, parse, urls
+from mailscore.errors import InvalidMessage
 
 native = pytest.importorskip(
     "mailscore._native",
@@ -38,6 +39,10 @@ def _real_blocks() -> list[bytes]:
 
 def test_the_scoring_path_uses_the_compiled_twins(model):
     assert parse.split_header_fields is native.split_header_fields
+    assert urls.strip_tags is native.strip_tags
+    assert parse.collapse_semicolon_runs is native.collapse_semicolon_runs
+    assert parse.nth_boundary_param is native.nth_boundary_param
+    assert mime.odd_line_breaks is native.odd_line_breaks
     assert model.evaluator is not None and model.evaluator.native
 
 
@@ -80,3 +85,60 @@ def test_tree_walk_falls_back_for_rows_it_does_not_take(model):
     assert evaluator.margin(row) == evaluator.numpy_margin(row)
     assert evaluator.margin(np.zeros(2 * (evaluator._max_feature + 1), dtype=np.float32)[::2]) == \
         evaluator.numpy_margin(np.zeros(evaluator._max_feature + 1, dtype=np.float32))
+
+
+def _real_html() -> list[str]:
+    """The HTML parts of the real emails, as the parser gives them to the HTML reader."""
+    found = []
+    for block in _real_blocks():
+        try:
+            html = parse.parse_email(block).html
+        except InvalidMessage:
+            continue
+        if html:
+            found.append(html)
+    return found
+
+
+# Characters that decide where a tag starts and ends, and ones Python's re treats specially.
+_HTML_TEXT = st.lists(st.sampled_from(["<", ">", "/", "a", "Z", "!", "?", " ", "\n", "\u017f", "\u212a", "\xe9",
+                                       "<a", "</b", "<!--", "-->", "x" * 4100, "\U0001f600"]), max_size=30).map("".join)
+
+
+def test_tag_strip_twins_agree_on_real_html():
+    htmls = _real_html()
+    assert htmls
+    for i, html in enumerate(htmls):
+        assert native.strip_tags(html) == urls._strip_tags(html), i
+
+
+@hsettings(max_examples=3000, deadline=None)
+@given(_HTML_TEXT)
+def test_tag_strip_twins_agree_on_generated_text(text):
+    assert native.strip_tags(text) == urls._strip_tags(text)
+
+
+# Bytes that decide the body scans: separators, folds, boundary parameters, odd line breaks.
+_BODY_BYTES = st.lists(st.sampled_from([b";", b" ", b"\t", b"\r", b"\n", b"\r\n", b"\n ", b"\r\n\t", b";" * 16,
+                                        b"boundary", b"BOUNDARY", b"BoUnDaRy", b"=", b" =", b"\x0b", b"\x0c",
+                                        b"\x1c", b"\x1e", b"\x85", b"x", b"\xff"]), max_size=40).map(b"".join)
+
+
+def _real_bodies() -> list[bytes]:
+    return [block.partition(b"\n\n")[2] or block for block in _real_blocks()]
+
+
+def test_body_scan_twins_agree_on_real_bodies():
+    for i, body in enumerate(_real_bodies()):
+        assert native.collapse_semicolon_runs(body) == parse._collapse_semicolon_runs(body), i
+        for allowed in (16, 1, 0):
+            assert native.nth_boundary_param(body, allowed) == parse._nth_boundary_param(body, allowed), (i, allowed)
+        assert native.odd_line_breaks(body) == mime._odd_line_breaks(body), i
+
+
+@hsettings(max_examples=4000, deadline=None)
+@given(_BODY_BYTES, st.integers(min_value=0, max_value=3))
+def test_body_scan_twins_agree_on_generated_bodies(body, allowed):
+    assert native.collapse_semicolon_runs(body) == parse._collapse_semicolon_runs(body)
+    assert native.nth_boundary_param(body, allowed) == parse._nth_boundary_param(body, allowed)
+    assert native.odd_line_breaks(body) == mime._odd_line_breaks(body)
