@@ -299,16 +299,29 @@ def _charset_codec(charset: str) -> tuple[str, bool]:
         if name in ("default", "us-ascii", "ascii", "unknown-8bit", "x-unknown"):
             return ("utf-8" if name != "us-ascii" and name != "ascii" else "ascii"), flagged
         try:
-            return codecs.lookup(name).name, flagged
+            codec = codecs.lookup(name).name
         except LookupError:
             pass
+        else:
+            if _decodes_text(codec):
+                return codec, flagged
     return "utf-8", True
+
+
+def _decodes_text(codec: str) -> bool:
+    """Whether ``bytes.decode(codec, "replace")`` works: "rot13", "base64" or "zlib" are codecs
+    Python knows but not text encodings, and "idna" or "punycode" refuse "replace"."""
+    try:
+        b"\xff\x00a\r\n=?".decode(codec, "replace")
+    except Exception:  # noqa: BLE001 - LookupError, UnicodeError and whatever else a codec raises
+        return False
+    return True
 
 
 def _decode_text(data: bytes, codec: str, defects: set[str]) -> str:
     try:
         return data.decode(codec)
-    except (UnicodeDecodeError, LookupError):
+    except (UnicodeError, LookupError):
         pass
     try:
         return data.decode("utf-8")

@@ -211,3 +211,18 @@ def test_kind_semicolon_stuffing_across_folded_lines():
     base = time.perf_counter()
     parse_email(make_email(content_type='multipart/mixed; boundary="b"', body="--b\nContent-Type: text/plain\n\nhello\n--b--\n"))
     assert elapsed < (time.perf_counter() - base) * 500
+
+
+# 06, the same kind: a charset naming a codec Python knows that is not a text encoding
+# (rot13, base64, zlib) or that refuses replacement (idna, punycode) raised past the parser.
+@pytest.mark.parametrize("charset", ["rot13", "base64", "hex", "zlib", "bz2", "uu", "quopri", "idna", "punycode",
+                                     "undefined"])
+def test_kind_charset_naming_a_codec_that_is_not_a_text_encoding(charset):
+    subject = f"=?{charset}?q?Parcel=FF=00held?="
+    raw = make_email(subject=subject, content_type=f"text/plain; charset={charset}", body="").rstrip(b"\n") + \
+        b"\n\nSee http://parcel.example.net/r caf\xe9\n"
+    msg = parse_email(raw)
+    assert "charset_invalid" in msg.defects
+    assert "parcel.example.net" in msg.text
+    assert "held" in msg.get("subject")
+    assert features(raw)["url_count"] == 1.0
