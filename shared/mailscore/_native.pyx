@@ -10,9 +10,16 @@ hostile cases and on generated inputs. Bounds checks stay on: this reads
 attacker-controlled bytes.
 """
 
-from cpython.unicode cimport PyUnicode_DATA, PyUnicode_FindChar, PyUnicode_KIND, PyUnicode_READ
+import binascii
+
+from cpython.unicode cimport (Py_UNICODE_ISSPACE, PyUnicode_DATA, PyUnicode_FindChar, PyUnicode_KIND,
+                              PyUnicode_READ)
 from libc.math cimport isnan
 from libc.string cimport memchr
+
+_a2b_base64 = binascii.a2b_base64
+_a2b_qp = binascii.a2b_qp
+_BinasciiError = binascii.Error
 
 
 def tree_margin(const float[::1] row, const Py_ssize_t[::1] feature, const float[::1] threshold,
@@ -293,3 +300,91 @@ def odd_line_breaks(bytes body):
             return True
         i += 2
     return False
+
+
+_B64_PAD = ("", "===", "==", "=")
+
+
+cdef Py_ssize_t _encoded_word_end(str value, unsigned int kind, void *data, Py_ssize_t n, Py_ssize_t i,
+                                  Py_ssize_t *charset_end, Py_ssize_t *payload_start):
+    """End of the encoded word ``=?charset?X?payload?=`` starting at ``i``, or -1.
+
+    The ``parse._ENCODED_WORD`` pattern: a charset of 1 to 64 characters and a
+    payload of any length, neither holding "?" or whitespace (``str.isspace``,
+    which is what ``\\s`` matches in a str pattern).
+    """
+    cdef Py_ssize_t j = i + 2, limit
+    cdef Py_UCS4 c
+    if i + 1 >= n or PyUnicode_READ(kind, data, i) != 61 or PyUnicode_READ(kind, data, i + 1) != 63:
+        return -1
+    limit = j + 64
+    if limit > n:
+        limit = n
+    while j < limit:
+        c = PyUnicode_READ(kind, data, j)
+        if c == 63 or Py_UNICODE_ISSPACE(c):
+            break
+        j += 1
+    if j == i + 2 or j + 2 >= n or PyUnicode_READ(kind, data, j) != 63:
+        return -1
+    charset_end[0] = j
+    c = PyUnicode_READ(kind, data, j + 1)
+    if not (c == 66 or c == 98 or c == 81 or c == 113) or PyUnicode_READ(kind, data, j + 2) != 63:  # B b Q q, "?"
+        return -1
+    j += 3
+    payload_start[0] = j
+    while j < n:
+        c = PyUnicode_READ(kind, data, j)
+        if c == 63 or Py_UNICODE_ISSPACE(c):
+            break
+        j += 1
+    if j + 1 >= n or PyUnicode_READ(kind, data, j) != 63 or PyUnicode_READ(kind, data, j + 1) != 61:
+        return -1
+    return j + 2
+
+
+def decode_words(str value, set defects, word_codec):
+    """``parse._decode_words``: RFC 2047 encoded words decoded, their faults added to ``defects``.
+
+    ``word_codec`` is ``parse._word_codec`` (charset -> codec, flagged).
+    """
+    cdef Py_ssize_t n = len(value)
+    cdef Py_ssize_t i = 0, last = 0, end, charset_end = 0, payload_start = 0
+    cdef unsigned int kind = PyUnicode_KIND(value)
+    cdef void *data = PyUnicode_DATA(value)
+    cdef list pieces = []
+    cdef str charset, encoding, payload, text
+    while i < n:
+        i = PyUnicode_FindChar(value, 61, i, n, 1)  # "="
+        if i < 0:
+            break
+        end = _encoded_word_end(value, kind, data, n, i, &charset_end, &payload_start)
+        if end < 0:
+            i += 1
+            continue
+        pieces.append(value[last:i])
+        charset = value[i + 2 : charset_end]
+        encoding = value[charset_end + 1 : charset_end + 2]
+        payload = value[payload_start : end - 2]
+        last = i = end
+        try:
+            if encoding == "B" or encoding == "b":
+                decoded = _a2b_base64(payload + _B64_PAD[len(payload) & 3], strict_mode=True)
+            else:
+                decoded = _a2b_qp(payload.replace("_", " ").encode("ascii", "replace"), header=True)
+        except (_BinasciiError, ValueError):
+            defects.add("encoded_word_invalid")
+            pieces.append(f"=?{charset}?{encoding}?{payload}?=")  # the word as it was
+            continue
+        codec, flagged = word_codec(charset)
+        if flagged:
+            defects.add("charset_invalid")
+        text = decoded.decode(codec, "replace")
+        if "\r" in text or "\n" in text or "\x00" in text:
+            defects.add("header_crlf_injection")
+            text = text.replace("\r", " ").replace("\n", " ").replace("\x00", " ")
+        pieces.append(text)
+    if not pieces:
+        return value
+    pieces.append(value[last:])
+    return "".join(pieces)

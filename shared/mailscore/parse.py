@@ -233,6 +233,11 @@ def decode_words(value: str, defects: set[str] | None = None) -> str:
     defects = defects if defects is not None else set()
     if "=?" not in value:
         return value
+    return _decode_words_native(value, defects, _word_codec) if _decode_words_native else _decode_words(value, defects)
+
+
+def _decode_words(value: str, defects: set[str]) -> str:
+    """The words of ``value`` decoded; ``_native.decode_words`` is the compiled twin."""
     # One split (text, charset, encoding, payload, text, ...) and one loop with the
     # per-word work inlined: Microsoft's antispam headers carry dozens of encoded words.
     parts = _ENCODED_WORD.split(value)
@@ -265,6 +270,12 @@ def decode_words(value: str, defects: set[str] | None = None) -> str:
         append(parts[i + 3])
     # Whitespace between two adjacent encoded words is not part of the text.
     return "".join(pieces)
+
+
+try:  # the compiled twin; absent where nothing could build it (then the results are the same)
+    from mailscore._native import decode_words as _decode_words_native
+except ImportError:  # pragma: no cover - depends on the install
+    _decode_words_native = None
 
 
 _B64_PAD = ("", "===", "==", "=")

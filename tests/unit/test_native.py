@@ -43,6 +43,7 @@ def test_the_scoring_path_uses_the_compiled_twins(model):
     assert parse.collapse_semicolon_runs is native.collapse_semicolon_runs
     assert parse.nth_boundary_param is native.nth_boundary_param
     assert mime.odd_line_breaks is native.odd_line_breaks
+    assert parse._decode_words_native is native.decode_words
     assert model.evaluator is not None and model.evaluator.native
 
 
@@ -142,3 +143,31 @@ def test_body_scan_twins_agree_on_generated_bodies(body, allowed):
     assert native.collapse_semicolon_runs(body) == parse._collapse_semicolon_runs(body)
     assert native.nth_boundary_param(body, allowed) == parse._nth_boundary_param(body, allowed)
     assert native.odd_line_breaks(body) == mime._odd_line_breaks(body)
+
+
+# Pieces of encoded words, whole and broken: charsets, encodings, payloads, separators, Unicode spaces.
+_WORD_TEXT = st.lists(st.sampled_from(["=?", "?=", "utf-8", "?q?", "?B?", "?b?", "=FF", "=0A", "=00", "_", "QUJD",
+                                       "QUI", "a", " ", "\u3000", "\x85", "?", "=", "iso-8859-1", "x" * 70, "rot13",
+                                       "\n", "\xe9", "*fr"]), max_size=16).map("".join)
+
+
+def _decoded_by_both(value: str):
+    ours, theirs = set(), set()
+    return (native.decode_words(value, ours, parse._word_codec), ours), (parse._decode_words(value, theirs), theirs)
+
+
+def test_encoded_word_twins_agree_on_real_headers():
+    values = [value.decode("utf-8", "replace") for block in _real_blocks()
+              for _, value in parse._split_header_fields(block.partition(b"\n\n")[0], 512)[0]]
+    encoded = [value for value in values if "=?" in value]
+    assert encoded
+    for value in encoded:
+        compiled, python = _decoded_by_both(value)
+        assert compiled == python, value[:80]
+
+
+@hsettings(max_examples=4000, deadline=None)
+@given(_WORD_TEXT)
+def test_encoded_word_twins_agree_on_generated_values(value):
+    compiled, python = _decoded_by_both(value)
+    assert compiled == python
