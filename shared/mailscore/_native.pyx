@@ -22,39 +22,79 @@ _a2b_qp = binascii.a2b_qp
 _BinasciiError = binascii.Error
 
 
-def tree_margin(const float[::1] row, const Py_ssize_t[::1] feature, const float[::1] threshold,
-                const unsigned char[::1] go_left_default, const Py_ssize_t[::1] left,
-                const Py_ssize_t[::1] right, const Py_ssize_t[::1] roots, int depth, float base_margin):
-    """The raw score of one row: each tree walked from its root to its leaf, summed in float32.
+cdef class CompiledTrees:
+    """The flattened trees of ``trees.TreeEvaluator``, walked in C: its ``numpy_margin`` is the Python twin.
 
-    The sum runs in tree order from the base margin in single precision, as
-    XGBoost and ``np.add.accumulate(..., dtype=float32)`` do, so the result is
-    bit-identical. A leaf points at itself; its threshold holds its value.
-    At most ``depth`` steps per tree, whatever the arrays say.
+    The arrays are taken once, at construction. Each tree is walked from its
+    root to its leaf (a leaf points at itself and its threshold holds its
+    value), at most ``depth`` steps whatever the arrays say, and the leaves
+    are summed in tree order from the base margin in single precision, as
+    XGBoost and ``np.add.accumulate(..., dtype=float32)`` do: bit-identical.
     """
-    cdef float total = base_margin
-    cdef float x
-    cdef Py_ssize_t t, node, nxt
-    cdef int step
-    cdef Py_ssize_t nodes = feature.shape[0]
-    if threshold.shape[0] != nodes or go_left_default.shape[0] != nodes or left.shape[0] != nodes \
-            or right.shape[0] != nodes:
-        raise ValueError("tree arrays differ in length")
-    for t in range(roots.shape[0]):
-        node = roots[t]
-        for step in range(depth):  # as many steps as the deepest tree, like the Python twin
-            nxt = left[node]
-            if nxt == node:  # a leaf
-                break
-            x = row[feature[node]]
-            if isnan(x):
-                node = nxt if go_left_default[node] else right[node]
-            elif x < threshold[node]:
-                node = nxt
-            else:
-                node = right[node]
-        total = total + threshold[node]
-    return total
+
+    cdef const Py_ssize_t[::1] feature
+    cdef const float[::1] threshold
+    cdef const unsigned char[::1] go_left_default
+    cdef const Py_ssize_t[::1] left
+    cdef const Py_ssize_t[::1] right
+    cdef const Py_ssize_t[::1] roots
+    cdef int depth
+    cdef float base_margin
+    cdef readonly Py_ssize_t width  # a row must hold at least this many features
+
+    def __init__(self, const Py_ssize_t[::1] feature, const float[::1] threshold,
+                 const unsigned char[::1] go_left_default, const Py_ssize_t[::1] left,
+                 const Py_ssize_t[::1] right, const Py_ssize_t[::1] roots, int depth, float base_margin):
+        cdef Py_ssize_t nodes = feature.shape[0], i
+        if threshold.shape[0] != nodes or go_left_default.shape[0] != nodes or left.shape[0] != nodes \
+                or right.shape[0] != nodes:
+            raise ValueError("tree arrays differ in length")
+        self.width = 0
+        for i in range(nodes):
+            if feature[i] < 0 or left[i] < 0 or left[i] >= nodes or right[i] < 0 or right[i] >= nodes:
+                raise ValueError("a tree array points outside the trees")
+            if feature[i] + 1 > self.width:
+                self.width = feature[i] + 1
+        for i in range(roots.shape[0]):
+            if roots[i] < 0 or roots[i] >= nodes:
+                raise ValueError("a root points outside the trees")
+        self.feature, self.threshold, self.go_left_default = feature, threshold, go_left_default
+        self.left, self.right, self.roots = left, right, roots
+        self.depth, self.base_margin = depth, base_margin
+
+    cdef float _margin(self, const float[::1] row) noexcept:
+        cdef float total = self.base_margin
+        cdef float x
+        cdef Py_ssize_t t, node, nxt
+        cdef int step
+        for t in range(self.roots.shape[0]):
+            node = self.roots[t]
+            for step in range(self.depth):
+                nxt = self.left[node]
+                if nxt == node:  # a leaf
+                    break
+                x = row[self.feature[node]]
+                if isnan(x):
+                    node = nxt if self.go_left_default[node] else self.right[node]
+                elif x < self.threshold[node]:
+                    node = nxt
+                else:
+                    node = self.right[node]
+            total = total + self.threshold[node]
+        return total
+
+    def margin(self, const float[::1] row):
+        """The raw score of one row, as a float holding the float32 value."""
+        if row.shape[0] < self.width:
+            raise ValueError("the row has fewer features than the trees read")
+        return self._margin(row)
+
+    def margins(self, const float[:, ::1] rows):
+        """``margin`` of each row of a C-contiguous 2-D float32 array, as a list."""
+        cdef Py_ssize_t i
+        if rows.shape[1] < self.width:
+            raise ValueError("the rows have fewer features than the trees read")
+        return [self._margin(rows[i]) for i in range(rows.shape[0])]
 
 
 # Flags of split_header_fields, as parse._split_header_fields returns them.

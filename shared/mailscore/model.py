@@ -27,7 +27,7 @@ import numpy as np
 
 from mailscore.errors import ModelError
 from mailscore.features import FEATURE_INDEX, FEATURE_NAMES, SCHEMA_VERSION
-from mailscore.trees import TreeEvaluator, sigmoid
+from mailscore.trees import TreeEvaluator, probability, sigmoid
 
 MODEL_FILE = "model.ubj"
 CARD_FILE = "model_card.json"
@@ -69,17 +69,27 @@ class Model:
         Every path computes the margin exactly as the booster does and applies
         the same sigmoid, so a message scores the same alone or in a batch.
         """
+        few = self._few_margins(rows)
+        if few is not None:  # sigmoid, element by element, without building a margin array
+            return np.array([probability(margin) for margin in few], dtype=np.float64)
         return sigmoid(self.margins(rows))
 
     def margins(self, rows: np.ndarray) -> np.ndarray:
-        """Log-odds for each row: the numpy evaluator for a few rows, the booster for more."""
-        if self.evaluator is not None and len(rows) <= SMALL_BATCH_ROWS:
-            if self.evaluator.missing != self._neutralised:
-                rows = self.prepare(rows)
-            return np.array([self.evaluator.margin(row) for row in rows], dtype=np.float32)
+        """Log-odds for each row: the tree evaluator for a few rows, the booster for more."""
+        few = self._few_margins(rows)
+        if few is not None:
+            return np.array(few, dtype=np.float32)
         rows = self.prepare(rows)
         margins = self.booster.inplace_predict(rows, validate_features=False, predict_type="margin")
         return np.asarray(margins, dtype=np.float32).reshape(len(rows))
+
+    def _few_margins(self, rows: np.ndarray) -> list[float] | None:
+        """The evaluator's margins (floats holding float32 values) when it takes ``rows``, else None."""
+        if self.evaluator is None or len(rows) > SMALL_BATCH_ROWS:
+            return None
+        if self.evaluator.missing != self._neutralised:
+            rows = self.prepare(rows)
+        return self.evaluator.margins(rows)
 
     def contributions(self, rows: np.ndarray) -> np.ndarray:
         """Exact tree SHAP values (log-odds), one column per feature plus the bias."""

@@ -18,10 +18,10 @@ import math
 
 import numpy as np
 
-try:  # the compiled twin of ``TreeEvaluator.margin``; absent where nothing could build it
-    from mailscore._native import tree_margin as _native_margin
+try:  # the compiled twin of ``TreeEvaluator.numpy_margin``; absent where nothing could build it
+    from mailscore._native import CompiledTrees
 except ImportError:  # pragma: no cover - depends on the install
-    _native_margin = None
+    CompiledTrees = None
 
 _SUPPORTED_OBJECTIVES = frozenset({"binary:logistic", "reg:logistic"})
 
@@ -41,15 +41,17 @@ class TreeEvaluator:
         self.base_margin = np.float32(base_margin)
         self._start = np.concatenate(([base_margin], np.zeros(len(roots), dtype=np.float32))).astype(np.float32)
         self.missing: tuple[int, ...] = ()  # columns read as missing whatever the row holds
-        self.native = _native_margin is not None  # margin() walks the trees in compiled code
-        self._compiled: tuple | None = None  # the arrays as the compiled walk takes them, built at first use
+        self.native = CompiledTrees is not None  # margin() walks the trees in compiled code
+        self._compiled = None  # the CompiledTrees of the current arrays, built at first use
         self._max_feature = int(feature.max()) if len(feature) else -1
 
-    def _native_args(self) -> tuple:
-        return (np.ascontiguousarray(self.feature, dtype=np.intp), np.ascontiguousarray(self.threshold, dtype=np.float32),
-                np.ascontiguousarray(self.go_left_default, dtype=np.uint8), np.ascontiguousarray(self.left, dtype=np.intp),
-                np.ascontiguousarray(self.right, dtype=np.intp), np.ascontiguousarray(self.roots, dtype=np.intp),
-                int(self.depth), float(self.base_margin))
+    def _compile(self):
+        self._compiled = CompiledTrees(
+            np.ascontiguousarray(self.feature, dtype=np.intp), np.ascontiguousarray(self.threshold, dtype=np.float32),
+            np.ascontiguousarray(self.go_left_default, dtype=np.uint8), np.ascontiguousarray(self.left, dtype=np.intp),
+            np.ascontiguousarray(self.right, dtype=np.intp), np.ascontiguousarray(self.roots, dtype=np.intp),
+            int(self.depth), float(self.base_margin))
+        return self._compiled
 
     def treat_as_missing(self, columns: tuple[int, ...]) -> None:
         """Route every split on ``columns`` down its missing-value branch, whatever the row holds.
@@ -115,11 +117,15 @@ class TreeEvaluator:
     def margin(self, row: np.ndarray) -> np.float32:
         """The raw score (log-odds) of one 1-D float32 row (compiled when built, else numpy)."""
         if self.native and row.dtype == np.float32 and row.flags.c_contiguous and len(row) > self._max_feature:
-            compiled = self._compiled
-            if compiled is None:
-                compiled = self._compiled = self._native_args()
-            return np.float32(_native_margin(row, *compiled))
+            return np.float32((self._compiled or self._compile()).margin(row))
         return self.numpy_margin(row)
+
+    def margins(self, rows: np.ndarray) -> list[float]:
+        """``margin`` of each row of a 2-D array, as floats holding the float32 values."""
+        if (self.native and rows.dtype == np.float32 and rows.ndim == 2 and rows.flags.c_contiguous
+                and rows.shape[1] > self._max_feature):
+            return (self._compiled or self._compile()).margins(rows)
+        return [float(self.numpy_margin(row)) for row in rows]
 
     def numpy_margin(self, row: np.ndarray) -> np.float32:
         """The Python twin of the compiled walk: every split compared at once, then the pointers followed."""
@@ -153,10 +159,11 @@ def sigmoid(margin: np.ndarray | float) -> np.ndarray:
     brings, a numpy ufunc chain costs more than the trees themselves.
     """
     values = np.asarray(margin, dtype=np.float64)
-    return np.array([_probability(value) for value in values.ravel().tolist()], dtype=np.float64).reshape(values.shape)
+    return np.array([probability(value) for value in values.ravel().tolist()], dtype=np.float64).reshape(values.shape)
 
 
-def _probability(margin: float) -> float:
+def probability(margin: float) -> float:
+    """``sigmoid`` of one margin, the function it applies to each element."""
     if margin < -700.0:  # exp would overflow; the probability is 0.0 in float64 from here on
         return 0.0
     return 1.0 / (1.0 + math.exp(-margin))

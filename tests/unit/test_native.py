@@ -80,6 +80,29 @@ def test_tree_walk_twins_agree(model):
         assert got == evaluator.numpy_margin(row) or (np.isnan(got) and np.isnan(evaluator.numpy_margin(row)))
 
 
+def test_tree_walk_twins_agree_on_row_batches(model):
+    evaluator = model.evaluator
+    rng = np.random.default_rng(12)
+    rows = (rng.standard_normal((64, evaluator._max_feature + 1)) * 3.0).astype(np.float32)
+    rows[rng.random(rows.shape) < 0.25] = np.nan
+    compiled = evaluator.margins(rows)
+    assert compiled == [float(evaluator.numpy_margin(row)) for row in rows]
+    assert compiled == evaluator.margins(rows.astype(np.float64))  # taken by the numpy twin
+
+
+def test_compiled_trees_refuse_arrays_pointing_outside():
+    ok = dict(feature=np.zeros(3, dtype=np.intp), threshold=np.zeros(3, dtype=np.float32),
+              go_left_default=np.zeros(3, dtype=np.uint8), left=np.array([1, 1, 2], dtype=np.intp),
+              right=np.array([2, 1, 2], dtype=np.intp), roots=np.zeros(1, dtype=np.intp))
+    assert native.CompiledTrees(*ok.values(), 1, 0.0).margin(np.ones(1, dtype=np.float32)) == 0.0
+    for name, bad in (("left", np.array([1, 5, 2])), ("right", np.array([-1, 1, 2])), ("roots", np.array([3]))):
+        arrays = dict(ok, **{name: bad.astype(np.intp)})
+        with pytest.raises(ValueError):
+            native.CompiledTrees(*arrays.values(), 1, 0.0)
+    with pytest.raises(ValueError):
+        native.CompiledTrees(*ok.values(), 1, 0.0).margin(np.ones(0, dtype=np.float32))
+
+
 def test_tree_walk_falls_back_for_rows_it_does_not_take(model):
     evaluator = model.evaluator
     row = np.zeros(evaluator._max_feature + 1, dtype=np.float64)  # not float32: the numpy twin reads it
