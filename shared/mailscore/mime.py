@@ -177,7 +177,7 @@ def _strip_eol(data: bytes) -> bytes:
 
 def _part(raw: bytes) -> tuple[_Headers, bytes]:
     """A part's headers (values as compat32 stores them) and its body."""
-    pairs: list[tuple[str, str]] = []
+    fields: list[list[bytes]] = []  # each field's lines
     pos = 0
     current: list[bytes] | None = None
     while True:
@@ -196,10 +196,10 @@ def _part(raw: bytes) -> tuple[_Headers, bytes]:
         if line.startswith(b"From ") or not _PART_HEADER.match(line):
             raise Fallback
         current = [line]
-        pairs.append((b"", current))  # type: ignore[arg-type]
+        fields.append(current)
     headers = []
-    for _, lines in pairs:
-        source = b"".join(lines)  # type: ignore[arg-type]
+    for lines in fields:
+        source = b"".join(lines)
         if not source.isascii():
             raise Fallback
         name, _, value = source.decode("ascii").partition(":")
