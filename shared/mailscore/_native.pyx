@@ -12,7 +12,7 @@ attacker-controlled bytes.
 
 import binascii
 
-from cpython.unicode cimport (Py_UNICODE_ISSPACE, PyUnicode_DATA, PyUnicode_FindChar, PyUnicode_KIND,
+from cpython.unicode cimport (Py_UNICODE_ISALNUM, Py_UNICODE_ISSPACE, PyUnicode_DATA, PyUnicode_FindChar, PyUnicode_KIND,
                               PyUnicode_READ)
 from libc.math cimport isnan
 from libc.string cimport memchr
@@ -428,3 +428,170 @@ def decode_words(str value, set defects, word_codec):
         return value
     pieces.append(value[last:])
     return "".join(pieces)
+
+
+# --- the HTML reader's scans (urls.py) ---------------------------------------
+
+# The character references most HTML mail uses, and what they stand for (urls._COMMON_REFERENCES).
+_REFERENCES = (("&nbsp;", "\xa0"), ("&gt;", ">"), ("&lt;", "<"), ("&quot;", '"'), ("&#39;", "'"), ("&amp;", "&"))
+
+
+def replace_common_references(str text):
+    """``text`` with every "&" replaced as ``html.unescape`` would, or None when some "&"
+    does not start one of the common references (then ``html.unescape`` must read it)."""
+    cdef Py_ssize_t n = len(text)
+    cdef Py_ssize_t i = 0, last = 0
+    cdef list pieces = []
+    cdef str ref, char
+    cdef bint found
+    while i < n:
+        i = PyUnicode_FindChar(text, 38, i, n, 1)  # "&"
+        if i < 0:
+            break
+        found = False
+        for ref, char in _REFERENCES:
+            if text.startswith(ref, i):
+                pieces.append(text[last:i])
+                pieces.append(char)
+                i = last = i + len(ref)
+                found = True
+                break
+        if not found:
+            return None
+    if not pieces:
+        return text
+    pieces.append(text[last:])
+    return "".join(pieces)
+
+
+cdef inline bint _ci(Py_UCS4 c, Py_UCS4 letter_char):
+    """Whether ``c`` matches the lower-case ASCII ``letter`` under Python's re.IGNORECASE
+    for str patterns: its upper case, and for "s" the long s, for "i" the dotted and dotless i."""
+    cdef unsigned int code = c, letter = letter_char  # as numbers: Py_UCS4 arithmetic would make a str
+    if code == letter or code == letter - 32:
+        return True
+    if letter == 115:  # s
+        return code == 0x17F
+    if letter == 105:  # i
+        return code == 0x130 or code == 0x131
+    return False
+
+
+cdef inline bint _is_word(Py_UCS4 c):
+    return c == 95 or Py_UNICODE_ISALNUM(c)  # what \\b reads in a str pattern
+
+
+cdef Py_ssize_t _name_at(unsigned int kind, void *data, Py_ssize_t n, Py_ssize_t i, str name):
+    """End of ``name`` (lower-case ASCII) read case-insensitively at ``i`` and followed by a
+    word boundary, or -1."""
+    cdef Py_ssize_t k, m = len(name)
+    if i + m > n:
+        return -1
+    for k in range(m):
+        if not _ci(PyUnicode_READ(kind, data, i + k), name[k]):
+            return -1
+    if i + m < n and _is_word(PyUnicode_READ(kind, data, i + m)):
+        return -1
+    return i + m
+
+
+cdef Py_ssize_t _hidden_open(str html, unsigned int kind, void *data, Py_ssize_t n, Py_ssize_t pos,
+                             Py_ssize_t *name_end, bint *script):
+    """``urls._HIDDEN_OPEN.search(html, pos)``: start of "<script" or "<style" (any case, then a
+    word boundary), or -1."""
+    cdef Py_ssize_t i = pos, end
+    while i < n:
+        i = PyUnicode_FindChar(html, 60, i, n, 1)  # "<"
+        if i < 0:
+            return -1
+        end = _name_at(kind, data, n, i + 1, "script")
+        if end >= 0:
+            name_end[0], script[0] = end, True
+            return i
+        end = _name_at(kind, data, n, i + 1, "style")
+        if end >= 0:
+            name_end[0], script[0] = end, False
+            return i
+        i += 1
+    return -1
+
+
+cdef Py_ssize_t _hidden_close(str html, unsigned int kind, void *data, Py_ssize_t n, Py_ssize_t pos, str name):
+    """End of ``urls._HIDDEN_CLOSE[name].search(html, pos)``: "</name", spaces, ">" (any case), or -1."""
+    cdef Py_ssize_t i = pos, j, k, m = len(name)
+    cdef bint same
+    while i < n:
+        i = PyUnicode_FindChar(html, 60, i, n, 1)
+        if i < 0:
+            return -1
+        j = i + 1
+        if j + m < n and PyUnicode_READ(kind, data, j) == 47:  # "/"
+            j += 1
+            same = True
+            for k in range(m):
+                if not _ci(PyUnicode_READ(kind, data, j + k), name[k]):
+                    same = False
+                    break
+            if same:
+                j += m
+                while j < n and Py_UNICODE_ISSPACE(PyUnicode_READ(kind, data, j)):
+                    j += 1
+                if j < n and PyUnicode_READ(kind, data, j) == 62:  # ">"
+                    return j + 1
+        i += 1
+    return -1
+
+
+def without_hidden(str html):
+    """``urls._without_hidden``: ``html`` less comments and script/style contents."""
+    if "<!--" not in html and "<s" not in html and "<S" not in html:
+        return html
+    cdef Py_ssize_t n = len(html)
+    cdef unsigned int kind = PyUnicode_KIND(html)
+    cdef void *data = PyUnicode_DATA(html)
+    cdef list kept = []
+    cdef Py_ssize_t pos = 0, comment, hidden, name_end = 0, end
+    cdef bint script = False
+    comment = html.find("<!--")
+    hidden = _hidden_open(html, kind, data, n, 0, &name_end, &script)
+    while comment >= 0 or hidden >= 0:
+        # Searches are redone only once the cursor has passed their result: linear overall.
+        if comment >= 0 and (hidden < 0 or comment < hidden):
+            kept.append(html[pos:comment])
+            end = html.find("-->", comment + 4)
+            pos = end + 3 if end >= 0 else n
+        else:
+            kept.append(html[pos:hidden])
+            end = _hidden_close(html, kind, data, n, name_end, "script" if script else "style")
+            pos = end if end >= 0 else n
+        if 0 <= comment < pos:
+            comment = html.find("<!--", pos)
+        if 0 <= hidden < pos:
+            hidden = _hidden_open(html, kind, data, n, pos, &name_end, &script)
+    kept.append(html[pos:])
+    return " ".join(kept)
+
+
+def count_forms_scripts(str html):
+    """``urls._count_forms_scripts``: how many "<form" and "<script" (any case, then a word boundary)."""
+    cdef Py_ssize_t n = len(html)
+    cdef unsigned int kind = PyUnicode_KIND(html)
+    cdef void *data = PyUnicode_DATA(html)
+    cdef Py_ssize_t i = 0, end
+    cdef Py_ssize_t forms = 0, scripts = 0
+    while i < n:
+        i = PyUnicode_FindChar(html, 60, i, n, 1)
+        if i < 0:
+            break
+        end = _name_at(kind, data, n, i + 1, "form")
+        if end >= 0:
+            forms += 1
+            i = end
+            continue
+        end = _name_at(kind, data, n, i + 1, "script")
+        if end >= 0:
+            scripts += 1
+            i = end
+            continue
+        i += 1
+    return forms, scripts

@@ -151,20 +151,22 @@ def _strip_tags(text: str) -> str:
     return _TAG.sub(" ", text)
 
 
-try:  # the compiled twin; absent where nothing could build it (then the results are the same)
-    from mailscore._native import strip_tags
-except ImportError:  # pragma: no cover - depends on the install
-    strip_tags = _strip_tags
 
 
 def read_html(html: str, max_urls: int) -> HtmlView:
     """Visible text, anchors (with the domain their text shows) and form/script counts."""
-    visible = unescape_html(strip_tags(_without_hidden(html)))
+    visible = unescape_html(strip_tags(without_hidden(html)))
+    forms, scripts = count_forms_scripts(html)
+    return HtmlView(visible, _anchors(html, max_urls), forms, scripts)
+
+
+def _count_forms_scripts(html: str) -> tuple[int, int]:
+    """How many "<form" and "<script" tags; ``_native.count_forms_scripts`` is the compiled twin."""
     # One scan for both: a match is "<form" or "<script" (any case) at a word end,
     # so the two counts are those of _FORM and _SCRIPT.
     opened = _FORM_OR_SCRIPT.findall(html)
     forms = sum(1 for name in opened if name[0] in "fF")
-    return HtmlView(visible, _anchors(html, max_urls), forms, len(opened) - forms)
+    return forms, len(opened) - forms
 
 
 # The character references most HTML mail uses, "&amp;" last: replacing them in
@@ -174,32 +176,41 @@ _COMMON_REFERENCES = (("&nbsp;", "\xa0"), ("&gt;", ">"), ("&lt;", "<"), ("&quot;
 
 
 def unescape_html(text: str) -> str:
-    """``html.unescape(text)``, with the common references replaced by ``str.replace``.
+    """``html.unescape(text)``, with the common references replaced without it when they are all there is.
 
-    Each reference holds one "&", so when their counts add up to the count of
-    "&" every "&" starts one of them and replaces alone give the result (no
-    replacement but the last brings an "&"); otherwise html.unescape reads the
-    rest. A test holds this to html.unescape on generated strings.
+    Each reference holds one "&": when every "&" starts one of them, replacing
+    them gives html.unescape's result (what they become is neither a letter, a
+    digit, ";" nor "&", so no reference can start or end differently). A test
+    holds this to html.unescape on generated strings.
     """
     if "&" not in text:
         return text
+    replaced = replace_common_references(text)
+    return unescape(text) if replaced is None else replaced
+
+
+def _replace_common_references(text: str) -> str | None:
+    """``text`` with the common references replaced, or None when some "&" starts none of them.
+
+    ``_native.replace_common_references`` is the compiled twin.
+    """
     amps = text.count("&")
     if text.count("&amp;") == amps:  # the usual case in a link: only escaped "&"
         return text.replace("&amp;", "&")
     counts = [text.count(ref) for ref, _ in _COMMON_REFERENCES]
-    for (ref, char), count in zip(_COMMON_REFERENCES, counts):
-        if count and ref != "&amp;":
-            text = text.replace(ref, char)
     if sum(counts) != amps:
-        # Other references too: html.unescape reads them. Replacing the common ones
-        # first changes nothing for it: what they become is neither a letter, a
-        # digit, ";" nor "&", so no reference it reads can start or end differently.
-        return unescape(text)
-    return text.replace("&amp;", "&") if counts[-1] else text
+        return None
+    for (ref, char), count in zip(_COMMON_REFERENCES, counts):
+        if count:
+            text = text.replace(ref, char)
+    return text
 
 
 def _without_hidden(html: str) -> str:
-    """``html`` less comments and script/style contents (an unclosed one hides the rest)."""
+    """``html`` less comments and script/style contents (an unclosed one hides the rest).
+
+    ``_native.without_hidden`` is the compiled twin.
+    """
     if _COMMENT_OPEN not in html and "<s" not in html and "<S" not in html:
         return html
     kept: list[str] = []
@@ -302,3 +313,10 @@ def _positions(text: str, needle: str) -> list[int]:
         found.append(index)
         index = text.find(needle, index + 1)
     return found
+
+
+try:  # the compiled twins; absent where nothing could build them (then the results are the same)
+    from mailscore._native import count_forms_scripts, replace_common_references, strip_tags, without_hidden
+except ImportError:  # pragma: no cover - depends on the install
+    strip_tags, without_hidden, count_forms_scripts = _strip_tags, _without_hidden, _count_forms_scripts
+    replace_common_references = _replace_common_references

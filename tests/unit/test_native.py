@@ -44,6 +44,9 @@ def test_the_scoring_path_uses_the_compiled_twins(model):
     assert parse.nth_boundary_param is native.nth_boundary_param
     assert mime.odd_line_breaks is native.odd_line_breaks
     assert parse._decode_words_native is native.decode_words
+    assert urls.without_hidden is native.without_hidden
+    assert urls.count_forms_scripts is native.count_forms_scripts
+    assert urls.replace_common_references is native.replace_common_references
     assert model.evaluator is not None and model.evaluator.native
 
 
@@ -194,3 +197,78 @@ def test_encoded_word_twins_agree_on_real_headers():
 def test_encoded_word_twins_agree_on_generated_values(value):
     compiled, python = _decoded_by_both(value)
     assert compiled == python
+
+
+# Markup that decides what the HTML reader hides, strips and counts, with the characters
+# Python's re.IGNORECASE folds onto ASCII letters (long s, dotted and dotless i, Kelvin sign).
+_MARKUP = st.lists(st.sampled_from(["<", ">", "/", "<script", "<SCRIPT", "<scr\u0130pt", "<\u017fcript", "<scr\u0131pt",
+                                    "<style", "<STYLE", "<form", "<FORM", "</script", "</style", "</SCRIPT \n>",
+                                    "<!--", "-->", "<a", "_", "x", "1", " ", "\u3000", "\xe9", "\u212a", "&amp;",
+                                    "&nbsp;", "&gt;", "&lt;", "&quot;", "&#39;", "&", "&copy;", "&#x41;", ";"]),
+                   max_size=30).map("".join)
+
+
+def test_html_twins_agree_on_real_html():
+    for i, html in enumerate(_real_html()):
+        assert native.without_hidden(html) == urls._without_hidden(html), i
+        assert native.count_forms_scripts(html) == urls._count_forms_scripts(html), i
+        visible = urls.strip_tags(urls.without_hidden(html))
+        assert native.replace_common_references(visible) == urls._replace_common_references(visible), i
+
+
+@hsettings(max_examples=5000, deadline=None)
+@given(_MARKUP)
+def test_html_twins_agree_on_generated_markup(html):
+    assert native.without_hidden(html) == urls._without_hidden(html)
+    assert native.count_forms_scripts(html) == urls._count_forms_scripts(html)
+    assert native.replace_common_references(html) == urls._replace_common_references(html)
+    assert native.strip_tags(html) == urls._strip_tags(html)
+
+
+_PURE_PYTHON_RUN = """
+import pickle, sys
+from pathlib import Path
+from mailscore import bench
+from mailscore.errors import InvalidMessage
+from mailscore.features import extract
+from mailscore.parse import parse_email
+assert not bench.compiled_twins()
+out = []
+for path in sys.argv[2:]:
+    try:
+        msg = parse_email(Path(path).read_bytes())
+    except InvalidMessage as exc:
+        out.append(("invalid", exc.reason))
+        continue
+    out.append((msg, extract(msg, None, trusted_authserv_ids=("mx.mailscore.example",), now=1.8e9)))
+Path(sys.argv[1]).write_bytes(pickle.dumps(out))
+"""
+
+
+def test_pure_python_run_gives_the_same_parse_and_features(tmp_path):
+    """The whole parse and feature extraction, compiled here and pure Python in a child process."""
+    import os
+    import pickle
+    import subprocess
+    import sys
+
+    from mailscore.features import extract
+
+    paths = [p for folder in (TRAIN_DIR, CASES_DIR, CORPUS_DIR) if folder.is_dir()
+             for p in sorted(folder.rglob("*")) if p.is_file() and p.suffix != ".md"]
+    assert len(paths) > 20
+    result = tmp_path / "pure.pickle"
+    env = dict(os.environ, MAILSCORE_PURE_PYTHON="1")
+    subprocess.run([sys.executable, "-c", _PURE_PYTHON_RUN, str(result), *map(str, paths)], env=env, check=True,
+                   timeout=600)
+    pure = pickle.loads(result.read_bytes())
+    assert len(pure) == len(paths)
+    for path, (theirs, their_row) in zip(paths, pure):
+        try:
+            msg = parse.parse_email(path.read_bytes())
+        except InvalidMessage as exc:
+            assert (theirs, their_row) == ("invalid", exc.reason), path.name
+            continue
+        assert msg == theirs, path.name
+        row = extract(msg, None, trusted_authserv_ids=("mx.mailscore.example",), now=1.8e9)
+        np.testing.assert_array_equal(row, their_row, err_msg=path.name)
