@@ -595,3 +595,36 @@ def count_forms_scripts(str html):
             continue
         i += 1
     return forms, scripts
+
+
+def read_header_fields(bytes block, Py_ssize_t max_headers, Py_ssize_t max_chars, set defects, word_codec):
+    """``parse._read_header_fields``: the header block as (lower-case name, decoded value), faults in ``defects``.
+
+    ``word_codec`` is ``parse._word_codec``.
+    """
+    cdef list fields
+    cdef int flags
+    cdef list headers = []
+    cdef bytes value
+    cdef str name, text
+    fields, flags = split_header_fields(block, max_headers)
+    if flags & CONTINUATION_WITHOUT_FIELD:
+        defects.add("header_continuation_without_field")
+    if flags & LINE_INVALID:
+        defects.add("header_line_invalid")
+    if flags & HEADERS_TRUNCATED:
+        defects.add("headers_truncated")
+    for name, value in fields:
+        if value.isascii():
+            text = value.decode("ascii")
+        else:
+            text = value.decode("utf-8", "replace")
+            if "\ufffd" in text:
+                defects.add("header_8bit_invalid")
+        if len(text) > max_chars:
+            defects.add("header_value_truncated")
+            text = text[:max_chars]
+        if "=?" in text:
+            text = decode_words(text, defects, word_codec)
+        headers.append((name, text))
+    return headers

@@ -42,7 +42,7 @@ _ENCODED_WORD = re.compile(r"=\?([^?\s]{1,64})\?([bBqQ])\?([^?\s]*)\?=")
 _SEMICOLON_RUN = re.compile(rb";(?:[ \t;]|\r?\n[ \t]){15,}")
 _SEMICOLON_RUN_STR = re.compile(r";[ \t;]{15,}")
 _CHARSET_TOKEN = re.compile(r"[A-Za-z0-9_.:+-]{1,40}")
-_MIME_HEADERS = ("content-type", "content-transfer-encoding", "mime-version", "content-disposition")
+_MIME_HEADERS = frozenset({"content-type", "content-transfer-encoding", "mime-version", "content-disposition"})
 
 
 @dataclass
@@ -157,11 +157,17 @@ def _no_blank_line(raw: bytes, limits: ParseLimits, defects: set[str]) -> tuple[
 
 
 def _parse_headers(block: bytes, limits: ParseLimits, defects: set[str]) -> list[tuple[str, str]]:
-    fields, flags = split_header_fields(block, limits.max_headers)
+    if _read_header_fields_native is not None:
+        return _read_header_fields_native(block, limits.max_headers, limits.max_header_value_chars, defects, _word_codec)
+    return _read_header_fields(block, limits.max_headers, limits.max_header_value_chars, defects)
+
+
+def _read_header_fields(block: bytes, max_headers: int, max_chars: int, defects: set[str]) -> list[tuple[str, str]]:
+    """The header block as (lower-case name, decoded value); ``_native.read_header_fields`` is the compiled twin."""
+    fields, flags = split_header_fields(block, max_headers)
     if flags:
         defects.update(name for bit, name in _SPLIT_DEFECTS if flags & bit)
     headers = []
-    max_chars = limits.max_header_value_chars
     for name, value in fields:
         if value.isascii():
             text = value.decode("ascii")
@@ -272,10 +278,11 @@ def _decode_words(value: str, defects: set[str]) -> str:
     return "".join(pieces)
 
 
-try:  # the compiled twin; absent where nothing could build it (then the results are the same)
+try:  # the compiled twins; absent where nothing could build them (then the results are the same)
     from mailscore._native import decode_words as _decode_words_native
+    from mailscore._native import read_header_fields as _read_header_fields_native
 except ImportError:  # pragma: no cover - depends on the install
-    _decode_words_native = None
+    _decode_words_native = _read_header_fields_native = None
 
 
 _B64_PAD = ("", "===", "==", "=")
@@ -358,7 +365,8 @@ def _parse_body(parsed: ParsedEmail, body: bytes, limits: ParseLimits, *, fast: 
             mime_pairs.append((name, value))
     if stuffed:
         parsed.defects.add("header_param_stuffing")
-    if parsed.get("content-type") is not None and parsed.get("mime-version") is None:
+    present = {name for name, _ in mime_pairs}  # every MIME header there is, from the pass above
+    if "content-type" in present and "mime-version" not in present:
         parsed.defects.add("mime_version_missing")
 
     text_parts: list[str] = []

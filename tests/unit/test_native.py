@@ -44,6 +44,7 @@ def test_the_scoring_path_uses_the_compiled_twins(model):
     assert parse.nth_boundary_param is native.nth_boundary_param
     assert mime.odd_line_breaks is native.odd_line_breaks
     assert parse._decode_words_native is native.decode_words
+    assert parse._read_header_fields_native is native.read_header_fields
     assert urls.without_hidden is native.without_hidden
     assert urls.count_forms_scripts is native.count_forms_scripts
     assert urls.replace_common_references is native.replace_common_references
@@ -272,3 +273,23 @@ def test_pure_python_run_gives_the_same_parse_and_features(tmp_path):
         assert msg == theirs, path.name
         row = extract(msg, None, trusted_authserv_ids=("mx.mailscore.example",), now=1.8e9)
         np.testing.assert_array_equal(row, their_row, err_msg=path.name)
+
+
+@pytest.mark.parametrize("max_chars", [4096, 10])
+def test_header_reading_twins_agree_on_real_blocks(max_chars):
+    for i, block in enumerate(_real_blocks()):
+        ours, theirs = set(), set()
+        assert native.read_header_fields(block, 512, max_chars, ours, parse._word_codec) == \
+            parse._read_header_fields(block, 512, max_chars, theirs), i
+        assert ours == theirs, i
+
+
+@hsettings(max_examples=3000, deadline=None)
+@given(st.lists(st.sampled_from([b"Subject: ", b"From:", b"\r\n", b"\n ", b"\t", b"=?utf-8?q?a=0Ab?=", b"=?x?b?QUJD?=",
+                                 b"\xc3\xa9", b"\xff", b"\xef\xbf\xbd", b"caf", b":", b" ", b"x" * 12]),
+                max_size=20).map(b"".join), st.integers(min_value=0, max_value=4))
+def test_header_reading_twins_agree_on_generated_blocks(block, max_headers):
+    ours, theirs = set(), set()
+    assert native.read_header_fields(block, max_headers, 8, ours, parse._word_codec) == \
+        parse._read_header_fields(block, max_headers, 8, theirs)
+    assert ours == theirs
