@@ -285,15 +285,8 @@ class _FirstHeaders:
     __slots__ = ("first", "auth_results")
 
     def __init__(self, headers: list[tuple[str, str]]) -> None:
-        first: dict[str, str] = {}
-        auth_results: list[str] = []
-        for name, value in headers:
-            if name not in first:
-                first[name] = value
-            if name == "authentication-results":
-                auth_results.append(value)
-        self.first = first
-        self.auth_results = auth_results
+        self.first = dict(reversed(headers))  # earlier pairs are inserted last and win
+        self.auth_results = [value for name, value in headers if name == "authentication-results"]
 
     def get(self, name: str) -> str | None:
         return self.first.get(name)

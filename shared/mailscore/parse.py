@@ -65,14 +65,16 @@ class ParsedEmail:
     attachments: list[Attachment] = field(default_factory=list)
     mime_parts: int = 0
     size: int = 0
+    # First value of each header name, built from ``headers`` at the first ``get`` (not compared:
+    # a view of ``headers``, which must not change once read).
+    _first: dict[str, str] | None = field(default=None, compare=False, repr=False)
 
     def get(self, name: str) -> str | None:
         """First value of header ``name`` (case-insensitive), or None."""
-        name = name.lower()
-        for key, value in self.headers:
-            if key == name:
-                return value
-        return None
+        first = self._first
+        if first is None:
+            first = self._first = dict(reversed(self.headers))  # earlier pairs are inserted last and win
+        return first.get(name.lower())
 
     def get_all(self, name: str) -> list[str]:
         """Every value of header ``name``, in message order."""
