@@ -76,17 +76,24 @@ def test_same_source_gives_the_same_bytes_whatever_the_mtimes(tree, tmp_path):
 
 def test_entries_are_sorted_timeless_and_complete(tree):
     path, _ = _build(tree)
+    src = "mailscore_src/shared/mailscore/"
     with zipfile.ZipFile(path) as archive:
         infos = archive.infolist()
         names = [i.filename for i in infos]
         assert names == sorted(names)
-        assert {"main.py", "requirements.txt", "mailscore/settings.py", "mailscore/worker.py",
-                "mailscore/py.typed", "models/active/model.ubj", "models/active/model_card.json"} <= set(names)
+        assert {"main.py", "requirements.txt", "mailscore_src/pyproject.toml", "mailscore_src/setup.py",
+                f"{src}settings.py", f"{src}worker.py", f"{src}py.typed", f"{src}_native.pyx",
+                "models/active/model.ubj", "models/active/model_card.json"} <= set(names)
+        # Caches and what was built here for this machine's Python never ship; the cloud build compiles its own.
         assert not [n for n in names if "__pycache__" in n or n.endswith((".pyc", "/", ".so", ".c"))]
-        assert "mailscore/_native.pyx" in names  # the source of the compiled twins ships; what was built here does not
+        assert not [n for n in names if n.startswith("mailscore/")]  # one copy: the project pip installs
         assert {i.date_time for i in infos} == {pkg.FIXED_TIME}
         assert {i.external_attr >> 16 for i in infos} == {pkg.FILE_MODE}
-        assert archive.read("mailscore/settings.py") == (ROOT / "shared" / "mailscore" / "settings.py").read_bytes()
+        assert archive.read(f"{src}settings.py") == (ROOT / "shared" / "mailscore" / "settings.py").read_bytes()
+        requirements = archive.read("requirements.txt").decode()
+        function_pins = (tree["functions_dir"] / "score_email" / "requirements.txt").read_text()
+        assert requirements.startswith(function_pins.rstrip("\n"))
+        assert requirements.splitlines()[-1] == "./mailscore_src"
 
 
 def test_a_changed_file_changes_the_hash(tree):
@@ -124,24 +131,35 @@ def test_cli_reports_errors_without_a_traceback(tmp_path):
     assert "make train" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_packaged_function_imports_and_loads_its_model(tmp_path, model_dir):
-    """The real package: its own mailscore copy imports, and the model inside it loads."""
+def test_packaged_function_installs_imports_and_loads_its_model(tmp_path, model_dir):
+    """The real package, installed as Cloud Functions' build would (pip, the zip's last requirement,
+    build dependencies from PyPI): mailscore comes from that install, its compiled twins are built
+    here, where a compiler is, and the model inside the zip loads."""
     out = tmp_path / "out"
     path, _ = pkg.write_package("score_email", out, model_dir)
     unpacked = tmp_path / "unpacked"
     with zipfile.ZipFile(path) as archive:
         archive.extractall(unpacked)
+    site = tmp_path / "site"
+    install = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                              "--no-deps", "--target", str(site), "./mailscore_src"],
+                             cwd=unpacked, capture_output=True, text=True, timeout=600)
+    assert install.returncode == 0, install.stderr[-2000:]
     probe = (
-        "import main, mailscore, pathlib;"
+        "import main, mailscore, pathlib, sys;"
         "from mailscore.model import load_model;"
-        "assert pathlib.Path(mailscore.__file__).parent == pathlib.Path('mailscore').resolve(), mailscore.__file__;"
-        "print(load_model('models/active').version, callable(main.score_email))"
+        "from mailscore.bench import compiled_twins;"
+        "assert pathlib.Path(mailscore.__file__).parent == pathlib.Path(sys.argv[1]) / 'mailscore', mailscore.__file__;"
+        "print(load_model('models/active').version, callable(main.score_email), compiled_twins())"
     )
-    env = {**os.environ, "MAILSCORE_LAZY_INIT": "1", "PYTHONPATH": ""}
-    result = subprocess.run([sys.executable, "-c", probe], cwd=unpacked, env=env,
+    env = {**os.environ, "MAILSCORE_LAZY_INIT": "1", "PYTHONPATH": str(site)}
+    result = subprocess.run([sys.executable, "-c", probe, str(site)], cwd=unpacked, env=env,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split()[1] == "True" and result.stdout.startswith("xgb-")
+    version, handler, compiled = result.stdout.split()
+    assert version.startswith("xgb-") and handler == "True"
+    if shutil.which("cc") or shutil.which("gcc"):
+        assert compiled == "True", "pip built the package without its compiled twins, though a C compiler is here"
 
 
 # --- make plan / make deploy preflight -------------------------------------------
