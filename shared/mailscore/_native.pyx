@@ -1,13 +1,17 @@
 # cython: language_level=3, boundscheck=True, wraparound=False, initializedcheck=True
-"""Compiled twins of two pure-Python hot loops; each must equal its twin exactly.
+"""Compiled twins of the scoring core's hot loops; each must equal its pure-Python twin exactly.
 
-``tree_margin`` is ``trees.TreeEvaluator.margin`` (the Python twin) and
-``split_header_fields`` is the line loop of ``parse._parse_headers``. The
-module is optional: when it is not built (no compiler where the package was
-installed), the Python twins run and the results are the same. Tests in
-``tests/unit/test_native.py`` hold each pair equal on the corpus, on the
-hostile cases and on generated inputs. Bounds checks stay on: this reads
-attacker-controlled bytes.
+Each function or class here names the Python code it stands for (the
+header reader and encoded-word decoder of ``parse``, the body scans of
+``parse`` and ``mime``, the HTML reader's scans of ``urls``, the tree walk
+of ``trees``). The module is optional: where it is not built (no C
+compiler or no Cython where the package was installed), or with
+``MAILSCORE_PURE_PYTHON=1``, the Python twins run and the results are the
+same. ``tests/unit/test_native.py`` holds each pair equal on the corpus,
+the shipped emails, the hostile cases and generated inputs, and compares a
+whole pure-Python run of parse and features with this one. This reads
+attacker-controlled bytes: memoryviews keep their bounds checks, and every
+raw pointer read is preceded by the index check it needs.
 """
 
 import binascii
@@ -15,7 +19,9 @@ import binascii
 from cpython.unicode cimport (Py_UNICODE_ISALNUM, Py_UNICODE_ISSPACE, PyUnicode_DATA, PyUnicode_FindChar, PyUnicode_KIND,
                               PyUnicode_READ)
 from libc.math cimport isnan
-from libc.string cimport memchr
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from cpython.unicode cimport PyUnicode_DecodeASCII, PyUnicode_DecodeUTF8
+from libc.string cimport memchr, memcpy
 
 _a2b_base64 = binascii.a2b_base64
 _a2b_qp = binascii.a2b_qp
@@ -97,87 +103,8 @@ cdef class CompiledTrees:
         return [self._margin(rows[i]) for i in range(rows.shape[0])]
 
 
-# Flags of split_header_fields, as parse._split_header_fields returns them.
-CONTINUATION_WITHOUT_FIELD = 1
-LINE_INVALID = 2
-HEADERS_TRUNCATED = 4
-
-
 cdef inline bint _is_space(unsigned char c):
     return c == 32 or 9 <= c <= 13  # what bytes.strip() strips
-
-
-def split_header_fields(bytes block, Py_ssize_t max_headers):
-    """The header block's fields as (lower-case name, unfolded value bytes), and flags.
-
-    The compiled twin of ``parse._split_header_fields``: lines end at CR, LF
-    or CRLF (``bytes.splitlines``); a line starting with a space or tab
-    continues the last valid field; a field's value is its stripped lines
-    joined by one space.
-    """
-    cdef const unsigned char[::1] b = block
-    cdef Py_ssize_t n = b.shape[0]
-    cdef Py_ssize_t pos = 0, start, end, colon, i, ls, le, ne
-    cdef int flags = 0
-    cdef bint have_field = False, valid
-    cdef unsigned char c
-    cdef list fields = []
-    cdef list pieces = None
-    while pos < n:
-        start = pos
-        end = start
-        while end < n and b[end] != 10 and b[end] != 13:
-            end += 1
-        if end < n and b[end] == 13 and end + 1 < n and b[end + 1] == 10:
-            pos = end + 2
-        else:
-            pos = end + 1
-        if end > start and (b[start] == 32 or b[start] == 9):
-            if have_field:
-                ls, le = start, end
-                while ls < le and _is_space(b[ls]):
-                    ls += 1
-                while le > ls and _is_space(b[le - 1]):
-                    le -= 1
-                pieces.append(block[ls:le])
-            else:
-                flags |= CONTINUATION_WITHOUT_FIELD
-            continue
-        colon = -1
-        for i in range(start, end):
-            if b[i] == 58:
-                colon = i
-                break
-        if colon < 0:
-            for i in range(start, end):
-                if not _is_space(b[i]):
-                    flags |= LINE_INVALID
-                    break
-            continue
-        ne = colon
-        while ne > start and _is_space(b[ne - 1]):
-            ne -= 1
-        valid = ne > start
-        for i in range(start, ne):
-            c = b[i]
-            if c < 0x21 or c > 0x7E or c == 0x3A:
-                valid = False
-                break
-        if not valid:
-            flags |= LINE_INVALID
-            continue
-        if len(fields) >= max_headers:
-            flags |= HEADERS_TRUNCATED
-            break
-        ls, le = colon + 1, end
-        while ls < le and _is_space(b[ls]):
-            ls += 1
-        while le > ls and _is_space(b[le - 1]):
-            le -= 1
-        pieces = [block[ls:le]]
-        fields.append((block[start:ne].lower().decode("ascii"), pieces))
-        have_field = True
-    return [(name, b" ".join(parts) if len(parts) > 1 else parts[0]) for name, parts in fields], flags
 
 
 cdef inline bint _is_ascii_letter(Py_UCS4 c):
@@ -383,47 +310,109 @@ cdef Py_ssize_t _encoded_word_end(str value, unsigned int kind, void *data, Py_s
     return j + 2
 
 
+cdef inline int _b64_value(unsigned int c) noexcept:  # a number: Py_UCS4 arithmetic would make a str
+    if 65 <= c <= 90:
+        return c - 65
+    if 97 <= c <= 122:
+        return c - 71
+    if 48 <= c <= 57:
+        return c + 4
+    if c == 43:  # "+"
+        return 62
+    if c == 47:  # "/"
+        return 63
+    return -1
+
+
+cdef Py_ssize_t _b64_plain(unsigned int kind, void *data, Py_ssize_t start, Py_ssize_t stop, unsigned char *out):
+    """Decode ``start:stop`` into ``out`` when it is plain base64 (alphabet only, not one more than a
+    multiple of 4 long): what strict ``a2b_base64`` gives once the decoder pads it, unused bits
+    ignored as it ignores them. -1 for anything else, which binascii itself then reads."""
+    cdef Py_ssize_t length = stop - start, i, o = 0
+    cdef int v, acc = 0, bits = 0
+    if length % 4 == 1:
+        return -1
+    for i in range(start, stop):
+        v = _b64_value(PyUnicode_READ(kind, data, i))
+        if v < 0:
+            return -1
+        acc = ((acc << 6) | v) & 0xFFFFFF
+        bits += 6
+        if bits >= 8:
+            bits -= 8
+            out[o] = (acc >> bits) & 0xFF
+            o += 1
+    return o
+
+
 def decode_words(str value, set defects, word_codec):
     """``parse._decode_words``: RFC 2047 encoded words decoded, their faults added to ``defects``.
 
-    ``word_codec`` is ``parse._word_codec`` (charset -> codec, flagged).
+    ``word_codec`` is ``parse._word_codec`` (charset -> codec, flagged), a pure
+    function: its answer for the previous word's charset is reused. A "B" word
+    of plain base64 in a UTF-8 charset is decoded here; every other word goes
+    through binascii and ``bytes.decode`` exactly as the Python twin does.
     """
     cdef Py_ssize_t n = len(value)
-    cdef Py_ssize_t i = 0, last = 0, end, charset_end = 0, payload_start = 0
+    cdef Py_ssize_t i = 0, last = 0, end, charset_end = 0, payload_start = 0, size
     cdef unsigned int kind = PyUnicode_KIND(value)
     cdef void *data = PyUnicode_DATA(value)
     cdef list pieces = []
-    cdef str charset, encoding, payload, text
-    while i < n:
-        i = PyUnicode_FindChar(value, 61, i, n, 1)  # "="
-        if i < 0:
-            break
-        end = _encoded_word_end(value, kind, data, n, i, &charset_end, &payload_start)
-        if end < 0:
-            i += 1
-            continue
-        pieces.append(value[last:i])
-        charset = value[i + 2 : charset_end]
-        encoding = value[charset_end + 1 : charset_end + 2]
-        payload = value[payload_start : end - 2]
-        last = i = end
-        try:
-            if encoding == "B" or encoding == "b":
-                decoded = _a2b_base64(payload + _B64_PAD[len(payload) & 3], strict_mode=True)
-            else:
-                decoded = _a2b_qp(payload.replace("_", " ").encode("ascii", "replace"), header=True)
-        except (_BinasciiError, ValueError):
-            defects.add("encoded_word_invalid")
-            pieces.append(f"=?{charset}?{encoding}?{payload}?=")  # the word as it was
-            continue
-        codec, flagged = word_codec(charset)
-        if flagged:
-            defects.add("charset_invalid")
-        text = decoded.decode(codec, "replace")
-        if "\r" in text or "\n" in text or "\x00" in text:
-            defects.add("header_crlf_injection")
-            text = text.replace("\r", " ").replace("\n", " ").replace("\x00", " ")
-        pieces.append(text)
+    cdef str charset, payload, text, codec = None, last_charset = None
+    cdef bint flagged = False, base64
+    cdef unsigned char *buffer = NULL
+    try:
+        while i < n:
+            i = PyUnicode_FindChar(value, 61, i, n, 1)  # "="
+            if i < 0:
+                break
+            end = _encoded_word_end(value, kind, data, n, i, &charset_end, &payload_start)
+            if end < 0:
+                i += 1
+                continue
+            pieces.append(value[last:i])
+            charset = value[i + 2 : charset_end]
+            base64 = PyUnicode_READ(kind, data, charset_end + 1) in (66, 98)  # "B", "b"
+            if charset != last_charset:
+                codec, flagged = word_codec(charset)
+                last_charset = charset
+            if base64 and codec == "utf-8":
+                if buffer == NULL:
+                    buffer = <unsigned char *>PyMem_Malloc(n)  # a word decodes to fewer bytes than it has characters
+                    if buffer == NULL:
+                        raise MemoryError()
+                size = _b64_plain(kind, data, payload_start, end - 2, buffer)
+                if size >= 0:
+                    if flagged:
+                        defects.add("charset_invalid")
+                    text = PyUnicode_DecodeUTF8(<char *>buffer, size, "replace")
+                    if "\r" in text or "\n" in text or "\x00" in text:
+                        defects.add("header_crlf_injection")
+                        text = text.replace("\r", " ").replace("\n", " ").replace("\x00", " ")
+                    pieces.append(text)
+                    last = i = end
+                    continue
+            payload = value[payload_start : end - 2]
+            try:
+                if base64:
+                    decoded = _a2b_base64(payload + _B64_PAD[len(payload) & 3], strict_mode=True)
+                else:
+                    decoded = _a2b_qp(payload.replace("_", " ").encode("ascii", "replace"), header=True)
+            except (_BinasciiError, ValueError):
+                defects.add("encoded_word_invalid")
+                pieces.append(value[i:end])  # the word as it was
+                last = i = end
+                continue
+            if flagged:
+                defects.add("charset_invalid")
+            text = decoded.decode(codec, "replace")
+            if "\r" in text or "\n" in text or "\x00" in text:
+                defects.add("header_crlf_injection")
+                text = text.replace("\r", " ").replace("\n", " ").replace("\x00", " ")
+            pieces.append(text)
+            last = i = end
+    finally:
+        PyMem_Free(buffer)
     if not pieces:
         return value
     pieces.append(value[last:])
@@ -597,34 +586,123 @@ def count_forms_scripts(str html):
     return forms, scripts
 
 
+cdef inline void _strip_span(const unsigned char *p, Py_ssize_t *ls, Py_ssize_t *le) noexcept:
+    while ls[0] < le[0] and _is_space(p[ls[0]]):
+        ls[0] += 1
+    while le[0] > ls[0] and _is_space(p[le[0] - 1]):
+        le[0] -= 1
+
+
+cdef str _header_text(const char *value, Py_ssize_t length, bint ascii, Py_ssize_t max_chars, set defects,
+                      word_codec):
+    cdef str text
+    if ascii:
+        text = PyUnicode_DecodeASCII(value, length, NULL)
+    else:
+        text = PyUnicode_DecodeUTF8(value, length, "replace")
+        if "\ufffd" in text:
+            defects.add("header_8bit_invalid")
+    if len(text) > max_chars:
+        defects.add("header_value_truncated")
+        text = text[:max_chars]
+    if "=?" in text:
+        text = decode_words(text, defects, word_codec)
+    return text
+
+
 def read_header_fields(bytes block, Py_ssize_t max_headers, Py_ssize_t max_chars, set defects, word_codec):
     """``parse._read_header_fields``: the header block as (lower-case name, decoded value), faults in ``defects``.
 
-    ``word_codec`` is ``parse._word_codec``.
+    Lines end at CR, LF or CRLF (``bytes.splitlines``); a line starting with a
+    space or tab continues the last valid field (also after invalid lines);
+    a field's value is its stripped lines joined by one space, decoded as
+    ASCII, else UTF-8 with replacement (flagged), capped at ``max_chars``,
+    with its RFC 2047 words decoded. ``word_codec`` is ``parse._word_codec``.
     """
-    cdef list fields
-    cdef int flags
+    cdef const unsigned char *p = block
+    cdef Py_ssize_t n = len(block)
+    cdef Py_ssize_t pos = 0, start, end, colon, i, ls, le, ne, vlen = 0, fields = 0
+    cdef const void *found
+    cdef bint open_field = False, ascii = True, valid
+    cdef unsigned char c
     cdef list headers = []
-    cdef bytes value
-    cdef str name, text
-    fields, flags = split_header_fields(block, max_headers)
-    if flags & CONTINUATION_WITHOUT_FIELD:
-        defects.add("header_continuation_without_field")
-    if flags & LINE_INVALID:
-        defects.add("header_line_invalid")
-    if flags & HEADERS_TRUNCATED:
-        defects.add("headers_truncated")
-    for name, value in fields:
-        if value.isascii():
-            text = value.decode("ascii")
-        else:
-            text = value.decode("utf-8", "replace")
-            if "\ufffd" in text:
-                defects.add("header_8bit_invalid")
-        if len(text) > max_chars:
-            defects.add("header_value_truncated")
-            text = text[:max_chars]
-        if "=?" in text:
-            text = decode_words(text, defects, word_codec)
-        headers.append((name, text))
+    cdef str name = None
+    # A value is its field's pieces joined by single spaces, each space standing for at least one
+    # line-break byte between them: it never holds more than the block. So do the names.
+    cdef char *value = <char *>PyMem_Malloc(n + 1)
+    cdef char *lowered = <char *>PyMem_Malloc(n + 1)
+    if value == NULL or lowered == NULL:
+        PyMem_Free(value)
+        PyMem_Free(lowered)
+        raise MemoryError()
+    try:
+        while pos < n:
+            start = pos
+            found = memchr(p + start, 10, <size_t>(n - start))  # the line ends at the first LF or CR
+            end = <const unsigned char *>found - p if found != NULL else n
+            found = memchr(p + start, 13, <size_t>(end - start))
+            if found != NULL:
+                end = <const unsigned char *>found - p
+            pos = end + 2 if (end + 1 < n and p[end] == 13 and p[end + 1] == 10) else end + 1
+            if end > start and (p[start] == 32 or p[start] == 9):
+                if open_field:
+                    ls, le = start, end
+                    _strip_span(p, &ls, &le)
+                    if vlen + 1 + (le - ls) > n:
+                        raise AssertionError("header value outgrew its block")
+                    value[vlen] = 32
+                    memcpy(value + vlen + 1, p + ls, <size_t>(le - ls))
+                    vlen += 1 + (le - ls)
+                    for i in range(ls, le):
+                        if p[i] >= 0x80:
+                            ascii = False
+                            break
+                else:
+                    defects.add("header_continuation_without_field")
+                continue
+            found = memchr(p + start, 58, <size_t>(end - start))  # ":"
+            if found == NULL:
+                for i in range(start, end):
+                    if not _is_space(p[i]):
+                        defects.add("header_line_invalid")
+                        break
+                continue
+            colon = <const unsigned char *>found - p
+            ne = colon
+            while ne > start and _is_space(p[ne - 1]):
+                ne -= 1
+            valid = ne > start
+            for i in range(start, ne):
+                c = p[i]
+                if c < 0x21 or c > 0x7E:  # no ":" can come before the first one
+                    valid = False
+                    break
+            if not valid:
+                defects.add("header_line_invalid")
+                continue
+            if fields >= max_headers:
+                defects.add("headers_truncated")
+                break
+            if open_field:
+                headers.append((name, _header_text(value, vlen, ascii, max_chars, defects, word_codec)))
+            for i in range(start, ne):
+                c = p[i]
+                lowered[i - start] = c + 32 if 65 <= c <= 90 else c
+            name = PyUnicode_DecodeASCII(lowered, ne - start, NULL)
+            ls, le = colon + 1, end
+            _strip_span(p, &ls, &le)
+            memcpy(value, p + ls, <size_t>(le - ls))
+            vlen = le - ls
+            ascii = True
+            for i in range(ls, le):
+                if p[i] >= 0x80:
+                    ascii = False
+                    break
+            open_field = True
+            fields += 1
+        if open_field:
+            headers.append((name, _header_text(value, vlen, ascii, max_chars, defects, word_codec)))
+    finally:
+        PyMem_Free(value)
+        PyMem_Free(lowered)
     return headers

@@ -166,7 +166,7 @@ def _parse_headers(block: bytes, limits: ParseLimits, defects: set[str]) -> list
 
 def _read_header_fields(block: bytes, max_headers: int, max_chars: int, defects: set[str]) -> list[tuple[str, str]]:
     """The header block as (lower-case name, decoded value); ``_native.read_header_fields`` is the compiled twin."""
-    fields, flags = split_header_fields(block, max_headers)
+    fields, flags = _split_header_fields(block, max_headers)
     if flags:
         defects.update(name for bit, name in _SPLIT_DEFECTS if flags & bit)
     headers = []
@@ -194,7 +194,7 @@ def _split_header_fields(block: bytes, max_headers: int) -> tuple[list[tuple[str
 
     Each field's value pieces are its stripped lines, joined with a space once
     at the end; continuation lines after an invalid line still belong to the
-    last valid field. ``_native.split_header_fields`` is the compiled twin.
+    last valid field.
     """
     fields: list[tuple[bytes, list[bytes]]] = []
     pieces: list[bytes] | None = None
@@ -224,12 +224,6 @@ def _split_header_fields(block: bytes, max_headers: int) -> tuple[list[tuple[str
     # A valid name is ASCII: lower-casing the bytes is lower-casing the text.
     return [(name.lower().decode("ascii"), b" ".join(parts) if len(parts) > 1 else parts[0])
             for name, parts in fields], flags
-
-
-try:  # the compiled twin; absent where nothing could build it (then the results are the same)
-    from mailscore._native import split_header_fields
-except ImportError:  # pragma: no cover - depends on the install
-    split_header_fields = _split_header_fields
 
 
 def decode_words(value: str, defects: set[str] | None = None) -> str:

@@ -23,10 +23,12 @@ native = pytest.importorskip(
            "Cython are available (setup.py); without them the pure-Python twins run",
 )
 
-# Bytes that change how a header block splits: line ends, folding, colons, stray controls, 8-bit.
+# Bytes that change how a header block splits and decodes: line ends, folding, colons, stray
+# controls, 8-bit and invalid UTF-8, encoded words.
 _HEADER_BYTES = st.lists(
     st.sampled_from([b" ", b"\t", b"\r", b"\n", b"\r\n", b":", b"a", b"X-", b"\x0b", b"\x0c", b"\x00", b"\xff",
-                     b";", b"=?utf-8?q?x?=", b"From:", b"  \t"]), max_size=40).map(b"".join)
+                     b";", b"=?utf-8?q?x?=", b"=?x?b?QUJD?=", b"=?utf-8?q?a=0Ab?=", b"From:", b"Subject: ", b"  \t",
+                     b"\xc3\xa9", b"\xef\xbf\xbd", b"x" * 12]), max_size=40).map(b"".join)
 
 
 def _real_blocks() -> list[bytes]:
@@ -38,7 +40,6 @@ def _real_blocks() -> list[bytes]:
 
 
 def test_the_scoring_path_uses_the_compiled_twins(model):
-    assert parse.split_header_fields is native.split_header_fields
     assert urls.strip_tags is native.strip_tags
     assert parse.collapse_semicolon_runs is native.collapse_semicolon_runs
     assert parse.nth_boundary_param is native.nth_boundary_param
@@ -49,25 +50,6 @@ def test_the_scoring_path_uses_the_compiled_twins(model):
     assert urls.count_forms_scripts is native.count_forms_scripts
     assert urls.replace_common_references is native.replace_common_references
     assert model.evaluator is not None and model.evaluator.native
-
-
-@pytest.mark.parametrize("max_headers", [512, 3, 0])
-def test_header_split_twins_agree_on_real_blocks(max_headers):
-    blocks = _real_blocks()
-    assert len(blocks) > 20
-    for i, block in enumerate(blocks):
-        assert native.split_header_fields(block, max_headers) == parse._split_header_fields(block, max_headers), i
-
-
-@hsettings(max_examples=3000, deadline=None)
-@given(_HEADER_BYTES, st.integers(min_value=0, max_value=6))
-def test_header_split_twins_agree_on_generated_blocks(block, max_headers):
-    assert native.split_header_fields(block, max_headers) == parse._split_header_fields(block, max_headers)
-
-
-def test_header_split_flags_are_the_python_twins():
-    assert (native.CONTINUATION_WITHOUT_FIELD, native.LINE_INVALID, native.HEADERS_TRUNCATED) == (
-        parse._CONTINUATION_WITHOUT_FIELD, parse._LINE_INVALID, parse._HEADERS_TRUNCATED)
 
 
 def test_tree_walk_twins_agree(model):
@@ -275,21 +257,21 @@ def test_pure_python_run_gives_the_same_parse_and_features(tmp_path):
         np.testing.assert_array_equal(row, their_row, err_msg=path.name)
 
 
-@pytest.mark.parametrize("max_chars", [4096, 10])
-def test_header_reading_twins_agree_on_real_blocks(max_chars):
-    for i, block in enumerate(_real_blocks()):
+@pytest.mark.parametrize(("max_headers", "max_chars"), [(512, 4096), (512, 10), (3, 4096), (0, 4096)])
+def test_header_reading_twins_agree_on_real_blocks(max_headers, max_chars):
+    blocks = _real_blocks()
+    assert len(blocks) > 20
+    for i, block in enumerate(blocks):
         ours, theirs = set(), set()
-        assert native.read_header_fields(block, 512, max_chars, ours, parse._word_codec) == \
-            parse._read_header_fields(block, 512, max_chars, theirs), i
+        assert native.read_header_fields(block, max_headers, max_chars, ours, parse._word_codec) == \
+            parse._read_header_fields(block, max_headers, max_chars, theirs), i
         assert ours == theirs, i
 
 
-@hsettings(max_examples=3000, deadline=None)
-@given(st.lists(st.sampled_from([b"Subject: ", b"From:", b"\r\n", b"\n ", b"\t", b"=?utf-8?q?a=0Ab?=", b"=?x?b?QUJD?=",
-                                 b"\xc3\xa9", b"\xff", b"\xef\xbf\xbd", b"caf", b":", b" ", b"x" * 12]),
-                max_size=20).map(b"".join), st.integers(min_value=0, max_value=4))
-def test_header_reading_twins_agree_on_generated_blocks(block, max_headers):
+@hsettings(max_examples=5000, deadline=None)
+@given(_HEADER_BYTES, st.integers(min_value=0, max_value=6), st.sampled_from([4096, 8, 0]))
+def test_header_reading_twins_agree_on_generated_blocks(block, max_headers, max_chars):
     ours, theirs = set(), set()
-    assert native.read_header_fields(block, max_headers, 8, ours, parse._word_codec) == \
-        parse._read_header_fields(block, max_headers, 8, theirs)
+    assert native.read_header_fields(block, max_headers, max_chars, ours, parse._word_codec) == \
+        parse._read_header_fields(block, max_headers, max_chars, theirs)
     assert ours == theirs
