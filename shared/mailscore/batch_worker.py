@@ -93,6 +93,44 @@ def from_received(message: Any) -> envelope.InboundMessage:
     return envelope.InboundMessage(bytes(message.data), attributes, str(message.message_id), publish_time)
 
 
+class Room:
+    """Flow control: at most ``capacity`` messages pulled and not yet acked or released.
+
+    Counted, not one semaphore unit per message: a pull takes room for all it
+    asks for at once, and an ack flush gives back what it settled at once.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._free = capacity
+        self._changed = threading.Condition()
+
+    @property
+    def free(self) -> int:
+        return self._free
+
+    def take(self, count: int, stop: threading.Event) -> bool:
+        """Wait until ``count`` are free and take them; False (nothing taken) once ``stop`` is set."""
+        if count > self.capacity:
+            raise ValueError(f"cannot take {count} of a room of {self.capacity}")
+        with self._changed:
+            while self._free < count:
+                if stop.is_set():
+                    return False
+                self._changed.wait(0.1)
+            self._free -= count
+            return True
+
+    def give(self, count: int) -> None:
+        if count <= 0:
+            return
+        with self._changed:
+            if self._free + count > self.capacity:
+                raise ValueError("gave back more room than was taken")
+            self._free += count
+            self._changed.notify_all()
+
+
 @dataclass
 class _Pending:
     """Publishes still in flight for one batch; acks or releases when they settle."""
@@ -118,7 +156,7 @@ class BatchWorker:
         self.verdict_topic = topic_path(settings, settings.verdict_topic)
         self.dead_letter_topic = topic_path(settings, settings.dead_letter_topic)
         self._inbox: queue.Queue = queue.Queue()
-        self._room = threading.Semaphore(max_outstanding)
+        self._room = Room(max_outstanding)
         self._acks: list[str] = []
         self._nacks: list[str] = []
         self._ack_lock = threading.Lock()
@@ -187,14 +225,8 @@ class BatchWorker:
         want = self.pull_max_messages
         while not self.stop_event.is_set():
             # Flow control: take room for a full pull before asking for it.
-            taken = 0
-            while taken < want:
-                if self._room.acquire(timeout=0.1):
-                    taken += 1
-                elif self.stop_event.is_set():
-                    for _ in range(taken):
-                        self._room.release()
-                    return
+            if not self._room.take(want, self.stop_event):
+                return
             try:
                 response = self.subscriber.pull(
                     request={"subscription": self.subscription, "max_messages": want}, timeout=5)
@@ -205,8 +237,7 @@ class BatchWorker:
                 log.warning("pull failed", extra={"fields": {"error": type(exc).__name__}})
                 received = []
                 time.sleep(0.5)
-            for _ in range(want - len(received)):
-                self._room.release()
+            self._room.give(want - len(received))
             for item in received:
                 self._inbox.put(item)
 
@@ -321,8 +352,7 @@ class BatchWorker:
                                                              "ack_deadline_seconds": 0})
             except Exception as exc:  # noqa: BLE001
                 log.warning("release failed", extra={"fields": {"error": type(exc).__name__, "count": len(chunk)}})
-        for _ in range(len(acks) + len(nacks)):
-            self._room.release()
+        self._room.give(len(acks) + len(nacks))
 
     def _drain(self) -> None:
         """Wait for every publish in flight, then send the last acks."""

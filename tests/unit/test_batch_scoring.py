@@ -80,3 +80,28 @@ def test_batch_history_failure_degrades_instead_of_failing(settings, model):
     results = BatchScorer(Scorer(settings, model, source)).score_batch(_messages()[:5])
     assert all(r.verdict is not None and r.verdict["degraded"] for r in results)
     assert {reason for r in results for reason in r.verdict["degraded_reasons"]} <= {"history_error", "history_circuit_open"}
+
+
+def test_room_holds_pulls_until_acks_give_room_back():
+    import threading
+
+    from mailscore.batch_worker import Room
+
+    room, stop = Room(10), threading.Event()
+    assert room.take(10, stop) and room.free == 0
+    took = threading.Event()
+    waiter = threading.Thread(target=lambda: room.take(4, stop) and took.set())
+    waiter.start()
+    assert not took.wait(0.3)  # no room: the pull waits
+    room.give(3)
+    assert not took.wait(0.3)  # still one short
+    room.give(1)
+    assert took.wait(5)
+    waiter.join(5)
+    assert room.free == 0
+    with pytest.raises(ValueError):
+        room.give(11)
+    with pytest.raises(ValueError):
+        room.take(11, stop)
+    stop.set()
+    assert room.take(1, stop) is False and room.free == 0  # stopping: nothing taken
