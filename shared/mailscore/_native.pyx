@@ -345,6 +345,14 @@ cdef Py_ssize_t _b64_plain(unsigned int kind, void *data, Py_ssize_t start, Py_s
     return o
 
 
+cdef str _one_line(str text, set defects):
+    """A decoded word's text with CR, LF and NUL made spaces (a defect when there were any)."""
+    if "\r" in text or "\n" in text or "\x00" in text:
+        defects.add("header_crlf_injection")
+        return text.replace("\r", " ").replace("\n", " ").replace("\x00", " ")
+    return text
+
+
 def decode_words(str value, set defects, word_codec):
     """``parse._decode_words``: RFC 2047 encoded words decoded, their faults added to ``defects``.
 
@@ -358,7 +366,7 @@ def decode_words(str value, set defects, word_codec):
     cdef unsigned int kind = PyUnicode_KIND(value)
     cdef void *data = PyUnicode_DATA(value)
     cdef list pieces = []
-    cdef str charset, payload, text, codec = None, last_charset = None
+    cdef str charset, payload, codec = None, last_charset = None
     cdef bint flagged = False, base64
     cdef unsigned char *buffer = NULL
     try:
@@ -385,11 +393,7 @@ def decode_words(str value, set defects, word_codec):
                 if size >= 0:
                     if flagged:
                         defects.add("charset_invalid")
-                    text = PyUnicode_DecodeUTF8(<char *>buffer, size, "replace")
-                    if "\r" in text or "\n" in text or "\x00" in text:
-                        defects.add("header_crlf_injection")
-                        text = text.replace("\r", " ").replace("\n", " ").replace("\x00", " ")
-                    pieces.append(text)
+                    pieces.append(_one_line(PyUnicode_DecodeUTF8(<char *>buffer, size, "replace"), defects))
                     last = i = end
                     continue
             payload = value[payload_start : end - 2]
@@ -405,11 +409,7 @@ def decode_words(str value, set defects, word_codec):
                 continue
             if flagged:
                 defects.add("charset_invalid")
-            text = decoded.decode(codec, "replace")
-            if "\r" in text or "\n" in text or "\x00" in text:
-                defects.add("header_crlf_injection")
-                text = text.replace("\r", " ").replace("\n", " ").replace("\x00", " ")
-            pieces.append(text)
+            pieces.append(_one_line(decoded.decode(codec, "replace"), defects))
             last = i = end
     finally:
         PyMem_Free(buffer)
