@@ -42,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mailscore import twins
 from mailscore.runner import REPO_ROOT
 
 MODES = ("ceiling", "baseline", "per_message", "batched")
@@ -69,15 +70,6 @@ def clear_value_caches() -> None:
         for value in vars(module).values():
             if callable(getattr(value, "cache_clear", None)):
                 value.cache_clear()
-
-
-def compiled_twins() -> bool:
-    """Whether ``mailscore._native`` was built here (else its pure-Python twins ran)."""
-    try:
-        import mailscore._native  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def inprocess(raws: list[bytes], settings, model, *, reps: int = 3, progress=None) -> dict:
@@ -386,7 +378,7 @@ class Bench:
 
         result: dict = {"corpus": str(corpus), "emails": len(raws), "machine": {"cpus": os.cpu_count()},
                         "model_version": model.version, "single_row_evaluator": model.evaluator is not None,
-                        "compiled_twins": compiled_twins()}
+                        "compiled_twins": twins.compiled()}
         self.say("in-process scoring cost vs bare parses ...")
         result["in_process"] = inprocess(raws, self.settings, model, reps=self.args.reps, progress=self.say)
         self.say(f"scoring/compat32 parse = {result['in_process']['scoring_over_compat32_parse']}")
@@ -793,7 +785,7 @@ def in_process_ratio(corpus: Path | None = None, *, rounds: int = 5, progress=No
     ratios = [r["scoring_over_compat32_parse"] for r in runs]
     if progress:
         progress("ratios per round: " + ", ".join(f"{r:.3f}" for r in ratios))
-    return {"corpus": str(corpus), "emails": len(raws), "rounds": rounds, "compiled_twins": compiled_twins(),
+    return {"corpus": str(corpus), "emails": len(raws), "rounds": rounds, "compiled_twins": twins.compiled(),
             "scoring_over_compat32_parse": round(statistics.median(ratios), 3),
             "scoring_mean_ms": round(statistics.median(r["scoring"]["mean_ms"] for r in runs), 4),
             "compat32_mean_ms": round(statistics.median(r["compat32"]["mean_ms"] for r in runs), 4),

@@ -284,9 +284,9 @@ class _FirstHeaders:
 
     __slots__ = ("first", "auth_results")
 
-    def __init__(self, headers: list[tuple[str, str]]) -> None:
-        self.first = dict(reversed(headers))  # earlier pairs are inserted last and win
-        self.auth_results = [value for name, value in headers if name == "authentication-results"]
+    def __init__(self, msg: ParsedEmail) -> None:
+        self.first = msg.first_values()
+        self.auth_results = [value for name, value in msg.headers if name == "authentication-results"]
 
     def get(self, name: str) -> str | None:
         return self.first.get(name)
@@ -307,7 +307,7 @@ def extract(
     """
     limits = limits or ParseLimits()
     f = dict.fromkeys(FEATURE_NAMES, 0.0)
-    headers = _FirstHeaders(msg.headers)
+    headers = _FirstHeaders(msg)
     if sender is None:
         sender = parse_sender(headers.get("from"))
     f["from_missing"] = _flag(headers.get("from") is None)

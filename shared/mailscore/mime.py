@@ -26,6 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
+from mailscore.twins import twin
+
 # A part header line the feed parser reads as a header (headerRE, less "From ").
 _PART_HEADER = re.compile(rb"[!-9;-~]+:")
 # Characters that end a line for str.splitlines (which the feed parser uses)
@@ -130,10 +132,7 @@ def _odd_line_breaks(body: bytes) -> bool:
     return any(odd in body for odd in _ODD_LINE_BREAKS) or (b"\r" in body and body.count(b"\r") != body.count(b"\r\n"))
 
 
-try:  # the compiled twin; absent where nothing could build it (then the results are the same)
-    from mailscore._native import odd_line_breaks
-except ImportError:  # pragma: no cover - depends on the install
-    odd_line_breaks = _odd_line_breaks
+odd_line_breaks = twin("odd_line_breaks", _odd_line_breaks)
 
 
 def _split(body: bytes, boundary: bytes) -> list[bytes]:

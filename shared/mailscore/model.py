@@ -49,7 +49,6 @@ class Model:
     def __post_init__(self) -> None:
         if not self.neutralised:
             self.neutralised = sorted(FEATURE_INDEX[n] for n in self.card.get("neutralised_features", {}) if n in FEATURE_INDEX)
-        self._neutralised = tuple(self.neutralised)  # what the evaluator must mask, compared per call
 
     @property
     def thresholds(self) -> dict[str, float]:
@@ -87,7 +86,7 @@ class Model:
         """The evaluator's margins (floats holding float32 values) when it takes ``rows``, else None."""
         if self.evaluator is None or len(rows) > SMALL_BATCH_ROWS:
             return None
-        if self.evaluator.missing != self._neutralised:
+        if self.evaluator.missing != tuple(self.neutralised):
             rows = self.prepare(rows)
         return self.evaluator.margins(rows)
 

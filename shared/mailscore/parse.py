@@ -28,6 +28,7 @@ from functools import lru_cache
 from mailscore import mime
 from mailscore.errors import InvalidMessage
 from mailscore.settings import ParseLimits
+from mailscore.twins import twin
 
 _HEADER_NAME = re.compile(rb"^[!-9;-~]+$")  # RFC 5322 ftext: printable, no colon
 _KNOWN_HEADERS = frozenset(
@@ -71,10 +72,13 @@ class ParsedEmail:
 
     def get(self, name: str) -> str | None:
         """First value of header ``name`` (case-insensitive), or None."""
-        first = self._first
-        if first is None:
-            first = self._first = dict(reversed(self.headers))  # earlier pairs are inserted last and win
-        return first.get(name.lower())
+        return self.first_values().get(name.lower())
+
+    def first_values(self) -> dict[str, str]:
+        """The first value of each header, by lower-case name (built once, at the first call)."""
+        if self._first is None:
+            self._first = dict(reversed(self.headers))  # earlier pairs are inserted last and win
+        return self._first
 
     def get_all(self, name: str) -> list[str]:
         """Every value of header ``name``, in message order."""
@@ -159,12 +163,11 @@ def _no_blank_line(raw: bytes, limits: ParseLimits, defects: set[str]) -> tuple[
 
 
 def _parse_headers(block: bytes, limits: ParseLimits, defects: set[str]) -> list[tuple[str, str]]:
-    if _read_header_fields_native is not None:
-        return _read_header_fields_native(block, limits.max_headers, limits.max_header_value_chars, defects, _word_codec)
-    return _read_header_fields(block, limits.max_headers, limits.max_header_value_chars, defects)
+    return _read_fields(block, limits.max_headers, limits.max_header_value_chars, defects, _word_codec)
 
 
-def _read_header_fields(block: bytes, max_headers: int, max_chars: int, defects: set[str]) -> list[tuple[str, str]]:
+def _read_header_fields(block: bytes, max_headers: int, max_chars: int, defects: set[str],
+                        word_codec: Callable[[str], tuple[str, bool]]) -> list[tuple[str, str]]:
     """The header block as (lower-case name, decoded value); ``_native.read_header_fields`` is the compiled twin."""
     fields, flags = _split_header_fields(block, max_headers)
     if flags:
@@ -180,7 +183,7 @@ def _read_header_fields(block: bytes, max_headers: int, max_chars: int, defects:
         if len(text) > max_chars:
             defects.add("header_value_truncated")
             text = text[:max_chars]
-        headers.append((name, decode_words(text, defects) if "=?" in text else text))
+        headers.append((name, _decode(text, defects, word_codec) if "=?" in text else text))
     return headers
 
 
@@ -235,11 +238,14 @@ def decode_words(value: str, defects: set[str] | None = None) -> str:
     defects = defects if defects is not None else set()
     if "=?" not in value:
         return value
-    return _decode_words_native(value, defects, _word_codec) if _decode_words_native else _decode_words(value, defects)
+    return _decode(value, defects, _word_codec)
 
 
-def _decode_words(value: str, defects: set[str]) -> str:
-    """The words of ``value`` decoded; ``_native.decode_words`` is the compiled twin."""
+def _decode_words(value: str, defects: set[str], word_codec: Callable[[str], tuple[str, bool]]) -> str:
+    """The words of ``value`` decoded; ``_native.decode_words`` is the compiled twin.
+
+    ``word_codec`` is ``_word_codec`` (charset -> codec, flagged).
+    """
     # One split (text, charset, encoding, payload, text, ...) and one loop with the
     # per-word work inlined: Microsoft's antispam headers carry dozens of encoded words.
     parts = _ENCODED_WORD.split(value)
@@ -261,7 +267,7 @@ def _decode_words(value: str, defects: set[str]) -> str:
             append(f"=?{charset}?{encoding}?{payload}?=")  # the word as it was
             append(parts[i + 3])
             continue
-        codec, flagged = _word_codec(charset)
+        codec, flagged = word_codec(charset)
         if flagged:
             defects.add("charset_invalid")
         text = data.decode(codec, "replace")
@@ -274,11 +280,8 @@ def _decode_words(value: str, defects: set[str]) -> str:
     return "".join(pieces)
 
 
-try:  # the compiled twins; absent where nothing could build them (then the results are the same)
-    from mailscore._native import decode_words as _decode_words_native
-    from mailscore._native import read_header_fields as _read_header_fields_native
-except ImportError:  # pragma: no cover - depends on the install
-    _decode_words_native = _read_header_fields_native = None
+_decode = twin("decode_words", _decode_words)
+_read_fields = twin("read_header_fields", _read_header_fields)
 
 
 _B64_PAD = ("", "===", "==", "=")
@@ -482,10 +485,8 @@ def _collapse_semicolon_runs(body: bytes) -> tuple[bytes, int]:
     return _SEMICOLON_RUN.subn(b"; ", body)
 
 
-try:  # the compiled twins; absent where nothing could build them (then the results are the same)
-    from mailscore._native import collapse_semicolon_runs, nth_boundary_param
-except ImportError:  # pragma: no cover - depends on the install
-    collapse_semicolon_runs, nth_boundary_param = _collapse_semicolon_runs, _nth_boundary_param
+collapse_semicolon_runs = twin("collapse_semicolon_runs", _collapse_semicolon_runs)
+nth_boundary_param = twin("nth_boundary_param", _nth_boundary_param)
 
 
 def _safe(call, default):

@@ -18,10 +18,9 @@ import math
 
 import numpy as np
 
-try:  # the compiled twin of ``TreeEvaluator.numpy_margin``; absent where nothing could build it
-    from mailscore._native import CompiledTrees
-except ImportError:  # pragma: no cover - depends on the install
-    CompiledTrees = None
+from mailscore.twins import twin
+
+CompiledTrees = twin("CompiledTrees", None)  # the compiled twin of ``TreeEvaluator.numpy_margin``
 
 _SUPPORTED_OBJECTIVES = frozenset({"binary:logistic", "reg:logistic"})
 

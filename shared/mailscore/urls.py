@@ -16,6 +16,8 @@ from urllib.parse import urlsplit
 
 from publicsuffixlist import PublicSuffixList
 
+from mailscore.twins import twin
+
 _PSL = PublicSuffixList()
 _URL = re.compile(r"""(?i)\b(?:https?://|www\.)[^\s<>"'()\[\]{}]{1,2000}""")
 _DOMAINISH = re.compile(r"(?i)^(?:https?://)?(?:www\.)?([a-z0-9-]{1,63}(?:\.[a-z0-9-]{1,63})+)(?:[/:?#]\S*)?$")
@@ -315,8 +317,7 @@ def _positions(text: str, needle: str) -> list[int]:
     return found
 
 
-try:  # the compiled twins; absent where nothing could build them (then the results are the same)
-    from mailscore._native import count_forms_scripts, replace_common_references, strip_tags, without_hidden
-except ImportError:  # pragma: no cover - depends on the install
-    strip_tags, without_hidden, count_forms_scripts = _strip_tags, _without_hidden, _count_forms_scripts
-    replace_common_references = _replace_common_references
+strip_tags = twin("strip_tags", _strip_tags)
+without_hidden = twin("without_hidden", _without_hidden)
+count_forms_scripts = twin("count_forms_scripts", _count_forms_scripts)
+replace_common_references = twin("replace_common_references", _replace_common_references)

@@ -44,12 +44,34 @@ def test_the_scoring_path_uses_the_compiled_twins(model):
     assert parse.collapse_semicolon_runs is native.collapse_semicolon_runs
     assert parse.nth_boundary_param is native.nth_boundary_param
     assert mime.odd_line_breaks is native.odd_line_breaks
-    assert parse._decode_words_native is native.decode_words
-    assert parse._read_header_fields_native is native.read_header_fields
+    assert parse._decode is native.decode_words
+    assert parse._read_fields is native.read_header_fields
     assert urls.without_hidden is native.without_hidden
     assert urls.count_forms_scripts is native.count_forms_scripts
     assert urls.replace_common_references is native.replace_common_references
     assert model.evaluator is not None and model.evaluator.native
+
+
+def _read_by_both(block: bytes, max_headers: int, max_chars: int):
+    ours, theirs = set(), set()
+    return ((native.read_header_fields(block, max_headers, max_chars, ours, parse._word_codec), ours),
+            (parse._read_header_fields(block, max_headers, max_chars, theirs, parse._word_codec), theirs))
+
+
+@pytest.mark.parametrize(("max_headers", "max_chars"), [(512, 4096), (512, 10), (3, 4096), (0, 4096)])
+def test_header_reading_twins_agree_on_real_blocks(max_headers, max_chars):
+    blocks = _real_blocks()
+    assert len(blocks) > 20
+    for i, block in enumerate(blocks):
+        compiled, python = _read_by_both(block, max_headers, max_chars)
+        assert compiled == python, i
+
+
+@hsettings(max_examples=5000, deadline=None)
+@given(_HEADER_BYTES, st.integers(min_value=0, max_value=6), st.sampled_from([4096, 8, 0]))
+def test_header_reading_twins_agree_on_generated_blocks(block, max_headers, max_chars):
+    compiled, python = _read_by_both(block, max_headers, max_chars)
+    assert compiled == python
 
 
 def test_tree_walk_twins_agree(model):
@@ -162,7 +184,7 @@ _WORD_TEXT = st.lists(st.sampled_from(["=?", "?=", "utf-8", "?q?", "?B?", "?b?",
 
 def _decoded_by_both(value: str):
     ours, theirs = set(), set()
-    return (native.decode_words(value, ours, parse._word_codec), ours), (parse._decode_words(value, theirs), theirs)
+    return (native.decode_words(value, ours, parse._word_codec), ours), (parse._decode_words(value, theirs, parse._word_codec), theirs)
 
 
 def test_encoded_word_twins_agree_on_real_headers():
@@ -211,11 +233,11 @@ def test_html_twins_agree_on_generated_markup(html):
 _PURE_PYTHON_RUN = """
 import pickle, sys
 from pathlib import Path
-from mailscore import bench
+from mailscore import twins
 from mailscore.errors import InvalidMessage
 from mailscore.features import extract
 from mailscore.parse import parse_email
-assert not bench.compiled_twins()
+assert not twins.compiled()
 out = []
 for path in sorted(Path(sys.argv[2]).iterdir()):
     try:
