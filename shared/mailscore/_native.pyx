@@ -16,11 +16,10 @@ raw pointer read is preceded by the index check it needs.
 
 import binascii
 
-from cpython.unicode cimport (Py_UNICODE_ISALNUM, Py_UNICODE_ISSPACE, PyUnicode_DATA, PyUnicode_FindChar, PyUnicode_KIND,
-                              PyUnicode_READ)
-from libc.math cimport isnan
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
-from cpython.unicode cimport PyUnicode_DecodeASCII, PyUnicode_DecodeUTF8
+from cpython.unicode cimport (Py_UNICODE_ISALNUM, Py_UNICODE_ISSPACE, PyUnicode_DATA, PyUnicode_DecodeASCII,
+                              PyUnicode_DecodeUTF8, PyUnicode_FindChar, PyUnicode_KIND, PyUnicode_READ)
+from libc.math cimport isnan
 from libc.string cimport memchr, memcpy
 
 _a2b_base64 = binascii.a2b_base64
