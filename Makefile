@@ -43,6 +43,7 @@ help:
 $(BIN)/.installed: requirements.txt requirements-dev.txt pyproject.toml setup.py shared/mailscore/_native.pyx
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt -e .
+	@$(BIN)/python -c "import mailscore.twins as t; print('mailscore: compiled twins built' if t.compiled() else 'mailscore: compiled twins NOT built (no C compiler?): the pure-Python twins run, same results, slower')"
 	@touch $@
 
 venv: $(BIN)/.installed

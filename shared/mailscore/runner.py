@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from mailscore import emulators as emu
+from mailscore import twins
 from mailscore.claimcheck import make_publisher, publish_email
 from mailscore.collector import Collecting, Collector, Sent
 from mailscore.errors import MailscoreError
@@ -100,6 +101,7 @@ def summarise(sent: list[Sent], collected: Collector, started: float, finished: 
         "labels": dict(Counter(r["label"] for r in verdicts)),
         "degraded": sum(1 for r in verdicts if r.get("degraded")),
         "model_version": model_version,
+        "compiled_twins": twins.compiled(),  # the function serves from this install, so it runs the same ones
         "wall_seconds": round(finished - started, 3),
         "throughput_msgs_per_s": round(len(records) / (finished - started), 2) if finished > started else None,
         "latency_ms": {"p50": percentile(latencies, 50), "p95": percentile(latencies, 95), "p99": percentile(latencies, 99)},
@@ -145,6 +147,7 @@ def format_summary(summary: dict) -> str:
     row("duplicates suppressed", summary["duplicates"])
     row("degraded verdicts", summary["degraded"])
     row("model", summary["model_version"])
+    row("compiled twins", "yes" if summary.get("compiled_twins") else "no: the pure-Python twins ran (same verdicts, slower)")
     row("throughput (msgs/s)", summary["throughput_msgs_per_s"])
     lat = summary["latency_ms"]
     row("publish->verdict ms p50/95/99", f"{lat['p50']} / {lat['p95']} / {lat['p99']}")

@@ -108,6 +108,8 @@ def test_run_on_shipped_emails(unique_settings, tmp_path, capfd):
     assert summary["lost"] == 0 and summary["duplicates"] == 0
     assert summary["verdicts"] + summary["dead_lettered"] == n
     assert set(summary) >= {"records", "verdicts", "dead_lettered", "throughput_msgs_per_s", "latency_ms", "precision", "recall", "auc"}
+    from mailscore import twins
+    assert summary["compiled_twins"] is twins.compiled()
     assert summary["in_sample"] is True
     lines = [json.loads(line) for line in (tmp_path / "out" / "verdicts.jsonl").read_text().splitlines()]
     assert len(lines) == n and len({line["message_id"] for line in lines}) == n
