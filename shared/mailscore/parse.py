@@ -169,11 +169,8 @@ def _parse_headers(block: bytes, limits: ParseLimits, defects: set[str]) -> list
 def _read_header_fields(block: bytes, max_headers: int, max_chars: int, defects: set[str],
                         word_codec: Callable[[str], tuple[str, bool]]) -> list[tuple[str, str]]:
     """The header block as (lower-case name, decoded value); ``_native.read_header_fields`` is the compiled twin."""
-    fields, flags = _split_header_fields(block, max_headers)
-    if flags:
-        defects.update(name for bit, name in _SPLIT_DEFECTS if flags & bit)
     headers = []
-    for name, value in fields:
+    for name, value in _split_header_fields(block, max_headers, defects):
         if value.isascii():
             text = value.decode("ascii")
         else:
@@ -187,13 +184,8 @@ def _read_header_fields(block: bytes, max_headers: int, max_chars: int, defects:
     return headers
 
 
-_CONTINUATION_WITHOUT_FIELD, _LINE_INVALID, _HEADERS_TRUNCATED = 1, 2, 4
-_SPLIT_DEFECTS = ((_CONTINUATION_WITHOUT_FIELD, "header_continuation_without_field"),
-                  (_LINE_INVALID, "header_line_invalid"), (_HEADERS_TRUNCATED, "headers_truncated"))
-
-
-def _split_header_fields(block: bytes, max_headers: int) -> tuple[list[tuple[str, bytes]], int]:
-    """The header block's fields as (lower-case name, unfolded value bytes), and defect flags.
+def _split_header_fields(block: bytes, max_headers: int, defects: set[str]) -> list[tuple[str, bytes]]:
+    """The header block's fields as (lower-case name, unfolded value bytes); line faults go into ``defects``.
 
     Each field's value pieces are its stripped lines, joined with a space once
     at the end; continuation lines after an invalid line still belong to the
@@ -201,32 +193,31 @@ def _split_header_fields(block: bytes, max_headers: int) -> tuple[list[tuple[str
     """
     fields: list[tuple[bytes, list[bytes]]] = []
     pieces: list[bytes] | None = None
-    flags = 0
     valid_name = _HEADER_NAME.match
     for line in block.splitlines():
         if line.startswith((b" ", b"\t")):
             if pieces is not None:
                 pieces.append(line.strip())
             else:
-                flags |= _CONTINUATION_WITHOUT_FIELD
+                defects.add("header_continuation_without_field")
             continue
         name, colon, value = line.partition(b":")
         if not colon:
             if line.strip():
-                flags |= _LINE_INVALID
+                defects.add("header_line_invalid")
             continue
         name = name.rstrip()
         if not name or not valid_name(name):
-            flags |= _LINE_INVALID
+            defects.add("header_line_invalid")
             continue
         if len(fields) >= max_headers:
-            flags |= _HEADERS_TRUNCATED
+            defects.add("headers_truncated")
             break
         pieces = [value.strip()]
         fields.append((name, pieces))
     # A valid name is ASCII: lower-casing the bytes is lower-casing the text.
     return [(name.lower().decode("ascii"), b" ".join(parts) if len(parts) > 1 else parts[0])
-            for name, parts in fields], flags
+            for name, parts in fields]
 
 
 def decode_words(value: str, defects: set[str] | None = None) -> str:

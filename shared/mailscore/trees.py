@@ -115,9 +115,7 @@ class TreeEvaluator:
 
     def margin(self, row: np.ndarray) -> np.float32:
         """The raw score (log-odds) of one 1-D float32 row (compiled when built, else numpy)."""
-        if self.native and row.dtype == np.float32 and row.flags.c_contiguous and len(row) > self._max_feature:
-            return np.float32((self._compiled or self._compile()).margin(row))
-        return self.numpy_margin(row)
+        return np.float32(self.margins(row.reshape(1, -1))[0])
 
     def margins(self, rows: np.ndarray) -> list[float]:
         """``margin`` of each row of a 2-D array, as floats holding the float32 values."""

@@ -142,8 +142,6 @@ _TAG = re.compile(r"</?[A-Za-z][^<>]{0,4096}>|<![^<>]{0,4096}>|<\?[^<>]{0,4096}>
 _ANCHOR = re.compile(r"(?i)<a\s[^<>]{0,4096}>")
 _ANCHOR_CLOSE = re.compile(r"(?i)</a\s*>|<a\s")
 _HREF = re.compile(r"""(?i)\bhref\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'>]+))""")
-_FORM = re.compile(r"(?i)<form\b")
-_SCRIPT = re.compile(r"(?i)<script\b")
 _FORM_OR_SCRIPT = re.compile(r"(?i)<(form|script)\b")
 _ANCHOR_TEXT_CHARS = 4096
 
@@ -151,8 +149,6 @@ _ANCHOR_TEXT_CHARS = 4096
 def _strip_tags(text: str) -> str:
     """Each tag (or ``<!...>``, ``<?...>``) replaced by a space; ``_native.strip_tags`` is the compiled twin."""
     return _TAG.sub(" ", text)
-
-
 
 
 def read_html(html: str, max_urls: int) -> HtmlView:
@@ -164,8 +160,7 @@ def read_html(html: str, max_urls: int) -> HtmlView:
 
 def _count_forms_scripts(html: str) -> tuple[int, int]:
     """How many "<form" and "<script" tags; ``_native.count_forms_scripts`` is the compiled twin."""
-    # One scan for both: a match is "<form" or "<script" (any case) at a word end,
-    # so the two counts are those of _FORM and _SCRIPT.
+    # One scan for both: a match is "<form" or "<script" (any case) at a word end.
     opened = _FORM_OR_SCRIPT.findall(html)
     forms = sum(1 for name in opened if name[0] in "fF")
     return forms, len(opened) - forms

@@ -189,7 +189,7 @@ def _decoded_by_both(value: str):
 
 def test_encoded_word_twins_agree_on_real_headers():
     values = [value.decode("utf-8", "replace") for block in _real_blocks()
-              for _, value in parse._split_header_fields(block.partition(b"\n\n")[0], 512)[0]]
+              for _, value in parse._split_header_fields(block.partition(b"\n\n")[0], 512, set())]
     encoded = [value for value in values if "=?" in value]
     assert encoded
     for value in encoded:
